@@ -1,0 +1,1 @@
+"""Model inversion attacks: one module per method behind mibench_core.registry."""

@@ -1,0 +1,135 @@
+"""``mibench`` command line: the entry points Snakemake rules run, and tools for people.
+
+mibench run --job JSON           run one artifact job (what the rules call)
+mibench list                     every registered method with a one-line description
+mibench plan [-c CONFIG ...]     what a config expands to: jobs by stage
+mibench show ID [-c CONFIG ...]  an artifact's manifest and lineage
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+STAGES = {
+    "data": "mibench_core.data.common:run",
+    "model": "mibench_core.models.train:run",
+    "prior": "mibench_core.priors:run_prior",
+    "attack": "mibench_core.attacks.common:run",
+    "metric": "mibench_core.metrics.common:run",
+}
+
+
+def run_job(job: dict) -> dict:
+    """Run one job and write its manifest (last, atomically)."""
+    import importlib
+
+    from mibench_core import store
+    from mibench_core.runtime import set_threads, setup_logging
+
+    setup_logging()
+    set_threads()
+    module, _, attr = STAGES[job["kind"]].partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    Path(job["outdir"]).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    files, results, device = fn(job)
+    return store.write_manifest(job, files, wall_time_s=time.time() - t0, device=device, extra=results)
+
+
+def _load_config(paths: list[str]) -> dict:
+    import yaml
+
+    from mibench_core.config import validate
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg: dict = {}
+    for path in [str(repo / "config" / "config.yaml"), *paths]:
+        with open(path) as fh:
+            _merge(cfg, yaml.safe_load(fh) or {})
+    return validate(cfg)
+
+
+def _merge(base: dict, new: dict) -> None:
+    """Snakemake's rule for several config files: dicts merge, everything else replaces."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def cmd_list(_args) -> int:
+    from mibench_core import registry
+
+    for kind, entries in registry.REGISTRIES.items():
+        print(f"{kind}s:")
+        for name, entry in sorted(entries.items()):
+            print(f"  {name:<18} {entry.description}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from collections import Counter
+
+    from mibench_core.plan import build
+
+    plan = build(_load_config(args.configfile))
+    counts = Counter(n.kind for n in plan.nodes.values())
+    for kind in ("data", "model", "prior", "attack", "metric"):
+        print(f"{kind:<8} {counts.get(kind, 0)}")
+    print(f"runs     {len(plan.runs)}")
+    if args.verbose:
+        for node in plan.nodes.values():
+            print(f"{node.kind:<8} {node.id:<32} {node.label}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from mibench_core import store
+    from mibench_core.plan import build
+
+    plan = build(_load_config(args.configfile))
+    if args.id not in plan.nodes:
+        print(f"no artifact {args.id!r} in this config's plan", file=sys.stderr)
+        return 2
+    for nid in plan.lineage(args.id):
+        node = plan.nodes[nid]
+        folder = Path(node.directory(plan.results_dir))
+        state = "present" if (folder / store.MANIFEST).exists() else "not built"
+        print(f"{node.kind:<7} {nid:<32} {node.label}  [{state}]")
+    folder = Path(plan.nodes[args.id].directory(plan.results_dir))
+    if (folder / store.MANIFEST).exists():
+        print(json.dumps(store.read_manifest(folder), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mibench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="run one artifact job")
+    p.add_argument("--job", required=True, help="job description (JSON), as the plan makes it")
+    sub.add_parser("list", help="list registered methods")
+    for name in ("plan", "show"):
+        p = sub.add_parser(name)
+        p.add_argument(
+            "-c", "--configfile", action="append", default=[], help="config file(s) merged over config/config.yaml"
+        )
+        if name == "show":
+            p.add_argument("id")
+        else:
+            p.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        run_job(json.loads(args.job))
+        return 0
+    return {"list": cmd_list, "plan": cmd_plan, "show": cmd_show}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: raw loaders (one module per source) and the deterministic splitter."""

@@ -1,0 +1,28 @@
+"""Attack accuracy: the evaluation model's top-1 (and top-5) accuracy on
+reconstructions labelled with the class they were made for (Zhang et al. 2020).
+Acc@5 is reported only with more than 5 classes; otherwise it is missing
+with that reason, since it would trivially be 1."""
+
+from __future__ import annotations
+
+from mibench_core.metrics.common import MetricContext, MetricResult
+from mibench_core.metrics.functional import topk_accuracy
+
+
+def compute(ctx: MetricContext) -> MetricResult:
+    _, logits = ctx.recon_eval()
+    n_classes = logits.shape[1]
+    res = MetricResult()
+    acc1 = topk_accuracy(logits, ctx.recon_labels, 1)
+    acc5 = topk_accuracy(logits, ctx.recon_labels, 5) if n_classes > 5 else None
+    for c in ctx.classes:
+        m = ctx.recon_labels == c
+        res.per_class[c] = {"acc1": acc1[m].mean().item()}
+        if acc5 is not None:
+            res.per_class[c]["acc5"] = acc5[m].mean().item()
+    res.overall["acc1"] = acc1.mean().item()
+    if acc5 is not None:
+        res.overall["acc5"] = acc5.mean().item()
+    else:
+        res.set_missing("acc5", f"only {n_classes} classes: top-5 accuracy needs more than 5")
+    return res

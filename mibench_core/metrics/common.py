@@ -1,0 +1,113 @@
+"""The metric stage and what every metric receives.
+
+A metric function takes a :class:`MetricContext` and its parameters and
+returns a :class:`MetricResult`: overall values, per-class values, and for
+every value it could not compute a reason (the value is then missing, never
+0). The evaluation model's penultimate features of the reconstructions and
+of the private reference images are computed once per job and cached.
+
+The private reference set is the target's training split of the attacked
+classes (the data the attack tries to recover).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mibench_core import registry, store
+from mibench_core.data.common import to_model_range
+from mibench_core.runtime import pick_device, seed_everything
+
+
+@dataclass
+class MetricResult:
+    overall: dict[str, float | None] = field(default_factory=dict)
+    per_class: dict[int, dict[str, float | None]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def set_missing(self, name: str, reason: str) -> None:
+        self.overall[name] = None
+        self.missing[name] = reason
+
+
+@dataclass
+class MetricContext:
+    recon: torch.Tensor  # [N, C, H, W] in [-1, 1]
+    recon_labels: torch.Tensor  # [N]
+    private_x: torch.Tensor  # uint8 [M, C, H, W]: target training images of attacked classes
+    private_y: torch.Tensor  # [M]
+    eval_model: torch.nn.Module
+    device: torch.device
+    gen: torch.Generator
+    attack_extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[int]:
+        return sorted(set(self.recon_labels.tolist()))
+
+    @torch.no_grad()
+    def _run_eval(self, x: torch.Tensor, uint8: bool, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, logits = [], []
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch].to(self.device)
+            xb = to_model_range(xb) if uint8 else xb.float()
+            f = self.eval_model.features(xb)
+            feats.append(f.cpu())
+            logits.append(self.eval_model.head(f).cpu())
+        return torch.cat(feats), torch.cat(logits)
+
+    def recon_eval(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of the evaluation model on the reconstructions."""
+        if "recon" not in self._cache:
+            self._cache["recon"] = self._run_eval(self.recon, uint8=False)
+        return self._cache["recon"]
+
+    def private_eval(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of the evaluation model on the private reference images."""
+        if "private" not in self._cache:
+            self._cache["private"] = self._run_eval(self.private_x, uint8=True)
+        return self._cache["private"]
+
+
+def mean_over_classes(per_class: dict[int, dict[str, float | None]], name: str) -> float | None:
+    vals = [v[name] for v in per_class.values() if v.get(name) is not None and not math.isnan(v[name])]
+    return sum(vals) / len(vals) if vals else None
+
+
+def run(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.models.train import load_classifier
+
+    device = pick_device(job["device"])
+    gen = seed_everything(job["seed"])
+    recon = store.load_tensors(Path(job["inputs"]["attack"]["dir"]) / "recon.safetensors")
+    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
+    labels = recon.pop("labels")
+    images = recon.pop("images")
+    keep = torch.isin(data["private_train_y"], labels.unique())
+    ctx = MetricContext(
+        recon=images,
+        recon_labels=labels,
+        private_x=data["private_train_x"][keep],
+        private_y=data["private_train_y"][keep],
+        eval_model=load_classifier(job["inputs"]["evaluation"]["dir"], device),
+        device=device,
+        gen=gen,
+        attack_extras=recon,
+    )
+    fn = registry.load(registry.get("metric", job["name"]))
+    result: MetricResult = fn(ctx, **job["spec"]["params"])
+    for name, value in result.overall.items():
+        if value is not None and not math.isfinite(value):
+            result.set_missing(name, f"non-finite value {value}")
+    payload = {
+        "overall": result.overall,
+        "per_class": {str(c): v for c, v in sorted(result.per_class.items())},
+        "missing": result.missing,
+    }
+    store.write_json(Path(job["outdir"]) / "metrics.json", payload)
+    return ["metrics.json"], {"overall": result.overall, "missing": result.missing}, str(device)

@@ -1,0 +1,79 @@
+"""Metrics in the evaluation model's penultimate feature space.
+
+* ``knn_distance`` (Zhang et al. 2020): for each reconstruction, the minimum
+  squared L2 distance to a private training image of its class; averaged.
+* ``feature_distance``: L2 distance to the private class centroid; averaged.
+* ``prdc``: precision / recall / density / coverage (Naeem et al. 2020) per
+  class (reconstructions of y against private images of y), averaged.
+* ``eval_frechet``: Frechet distance between reconstructions and private
+  images of the attacked classes in this feature space. It is *not* FID
+  (InceptionV3 pool features); the name says so.
+
+Per-class Frechet distances need at least two samples per class and are
+missing otherwise; the overall value pools all attacked classes.
+"""
+
+from __future__ import annotations
+
+from mibench_core.metrics.common import MetricContext, MetricResult, mean_over_classes
+from mibench_core.metrics.functional import centroid_dist, feature_stats, frechet_distance, knn_min_sq_dist
+from mibench_core.metrics.functional import prdc as prdc_fn
+
+
+def _per_class(ctx: MetricContext):
+    fake, _ = ctx.recon_eval()
+    real, _ = ctx.private_eval()
+    for c in ctx.classes:
+        yield c, fake[ctx.recon_labels == c], real[ctx.private_y == c]
+
+
+def knn_distance(ctx: MetricContext) -> MetricResult:
+    res = MetricResult()
+    total, count = 0.0, 0
+    for c, f, r in _per_class(ctx):
+        d = knn_min_sq_dist(f, r)
+        res.per_class[c] = {"knn_dist": d.mean().item()}
+        total, count = total + d.sum().item(), count + len(d)
+    res.overall["knn_dist"] = total / count
+    return res
+
+
+def feature_distance(ctx: MetricContext) -> MetricResult:
+    res = MetricResult()
+    total, count = 0.0, 0
+    for c, f, r in _per_class(ctx):
+        d = centroid_dist(f, r)
+        res.per_class[c] = {"feat_dist": d.mean().item()}
+        total, count = total + d.sum().item(), count + len(d)
+    res.overall["feat_dist"] = total / count
+    return res
+
+
+def prdc(ctx: MetricContext, k: int) -> MetricResult:
+    res = MetricResult()
+    names = ("precision", "recall", "density", "coverage")
+    short = []
+    for c, f, r in _per_class(ctx):
+        if len(f) <= k or len(r) <= k:
+            res.per_class[c] = {n: None for n in names}
+            short.append(c)
+            continue
+        res.per_class[c] = prdc_fn(r, f, k)
+    for n in names:
+        res.overall[n] = mean_over_classes(res.per_class, n)
+        if res.overall[n] is None:
+            res.set_missing(n, f"every class has <= k={k} reconstructions or private images")
+    return res
+
+
+def eval_frechet(ctx: MetricContext) -> MetricResult:
+    res = MetricResult()
+    fake, _ = ctx.recon_eval()
+    real, _ = ctx.private_eval()
+    for c, f, r in _per_class(ctx):
+        res.per_class[c] = {"eval_fd": frechet_distance(*feature_stats(f), *feature_stats(r)) if len(f) > 1 else None}
+    if len(fake) < 2:
+        res.set_missing("eval_fd", "fewer than 2 reconstructions")
+    else:
+        res.overall["eval_fd"] = frechet_distance(*feature_stats(fake), *feature_stats(real))
+    return res

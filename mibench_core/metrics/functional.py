@@ -1,0 +1,79 @@
+"""Pure metric functions on tensors; each is tested against an independent computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Per-sample 0/1: is the label among the top-k predictions."""
+    topk = logits.topk(k, dim=1).indices
+    return (topk == labels[:, None]).any(1).float()
+
+
+def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances ``[len(a), len(b)]`` (float64 for stability)."""
+    a, b = a.double(), b.double()
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return d.clamp_min(0)
+
+
+def knn_min_sq_dist(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """For each fake feature, the minimum squared L2 distance to any real feature."""
+    out = []
+    for i in range(0, len(fake), 1024):
+        out.append(pairwise_sq_dists(fake[i : i + 1024], real).min(1).values)
+    return torch.cat(out)
+
+
+def centroid_dist(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L2 distance of each fake feature to the centroid of the real features."""
+    return (fake.double() - real.double().mean(0)).norm(dim=1)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Heusel et al. 2017).
+
+    As in pytorch-fid, a singular product gets eps on the diagonals, and a
+    numerically imaginary square root is reduced to its real part (an error
+    if the imaginary part is not negligible).
+    """
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(len(sigma1)) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Frechet distance: imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def feature_stats(feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    x = feats.double().cpu().numpy()
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
+    """Precision, recall, density, coverage (Naeem et al., ICML 2020).
+
+    Radii are each sample's distance to its k-th nearest neighbour within
+    its own set (excluding itself).
+    """
+    d_rr = pairwise_sq_dists(real, real).sqrt()
+    d_ff = pairwise_sq_dists(fake, fake).sqrt()
+    d_rf = pairwise_sq_dists(real, fake).sqrt()  # [R, F]
+    r_real = d_rr.kthvalue(k + 1, dim=1).values  # +1: the zero self-distance
+    r_fake = d_ff.kthvalue(k + 1, dim=1).values
+    in_real_ball = d_rf < r_real[:, None]  # real i's ball contains fake j
+    precision = in_real_ball.any(0).double().mean().item()
+    recall = (d_rf < r_fake[None, :]).any(1).double().mean().item()
+    density = (1.0 / k) * in_real_ball.double().sum(0).mean().item()
+    coverage = (d_rf.min(1).values < r_real).double().mean().item()
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}

@@ -1,0 +1,1 @@
+"""Classifiers (target and evaluation), their training loop and loading."""

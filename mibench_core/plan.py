@@ -1,0 +1,307 @@
+"""Config -> DAG of artifact specs with content ids. Stdlib only (no torch).
+
+Every artifact is a :class:`Node`. Its id is ``<name>-<hash>`` where the hash
+covers the node's canonical spec, the ids of its inputs and the fingerprint
+of the library files that produce it. So changing an attack hyperparameter
+changes that attack's id and, through input ids, its metrics' ids, but no
+model's; editing an attack module changes the attack's fingerprint but not
+the models'. Snakemake sees a new output path and recomputes exactly that.
+
+Seeds derive from a *semantic* hash: spec + input semantic hashes + global
+seed, without code fingerprints. A refactor that changes no numbers then also
+keeps the random streams, which makes before/after comparisons meaningful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mibench_core import registry
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
+MAIN_FILE = {
+    "data": "data.safetensors",
+    "model": "model.safetensors",
+    "prior": "generator.safetensors",
+    "attack": "recon.safetensors",
+    "metric": "metrics.json",
+}
+HASH_LEN = 10
+
+_file_hash_cache: dict[str, str] = {}
+
+
+def canonical(obj: Any) -> Any:
+    """Canonical form for hashing: integral floats become ints (1e2 == 100)."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def digest(obj: Any) -> str:
+    text = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_hash(rel: str) -> str:
+    if rel not in _file_hash_cache:
+        path = PACKAGE_DIR / rel
+        data = path.read_bytes() if path.exists() else b"<missing>"
+        _file_hash_cache[rel] = hashlib.sha256(data).hexdigest()
+    return _file_hash_cache[rel]
+
+
+def fingerprint(files: list[str] | tuple[str, ...]) -> str:
+    """Hash of the library source files that produce an artifact."""
+    return digest({rel: file_hash(rel) for rel in sorted(set(files))})[:16]
+
+
+@dataclass
+class Node:
+    kind: str
+    name: str
+    label: str
+    spec: dict
+    inputs: dict[str, str]  # role -> node id
+    files: tuple[str, ...]
+    options: dict = field(default_factory=dict)  # run options outside the identity (data roots)
+    id: str = ""
+    semantic: str = ""
+    fingerprint: str = ""
+    seed: int = 0
+
+    def directory(self, results_dir: str) -> str:
+        return f"{results_dir}/{STAGE_DIRS[self.kind]}/{self.id}"
+
+    def job(self, plan: Plan) -> dict:
+        """Everything a job needs, as JSON-able data (what the CLI receives)."""
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "label": self.label,
+            "spec": self.spec,
+            "seed": self.seed,
+            "fingerprint": self.fingerprint,
+            "device": plan.config["device"],
+            "outdir": self.directory(plan.results_dir),
+            "options": self.options,
+            "inputs": {
+                role: {"id": nid, "kind": plan.nodes[nid].kind, "dir": plan.nodes[nid].directory(plan.results_dir)}
+                for role, nid in self.inputs.items()
+            },
+        }
+
+
+@dataclass
+class Run:
+    """One attack run with the labels a table row needs."""
+
+    label: str
+    dataset: str
+    target: str
+    defense: str
+    prior: str | None
+    attack: str
+    attack_id: str
+    metric_ids: list[str]
+
+
+@dataclass
+class Plan:
+    config: dict
+    nodes: dict[str, Node] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    priors_by_dataset: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def results_dir(self) -> str:
+        return self.config["results_dir"]
+
+    def add(self, node: Node) -> str:
+        inputs_sem = {r: self.nodes[i].semantic for r, i in node.inputs.items()}
+        node.semantic = digest(
+            {"kind": node.kind, "spec": node.spec, "inputs": inputs_sem, "seed": self.config["seed"]}
+        )
+        node.fingerprint = fingerprint(node.files)
+        full = digest({"semantic": node.semantic, "inputs": node.inputs, "code": node.fingerprint})
+        node.id = f"{node.name}-{full[:HASH_LEN]}"
+        node.seed = int(node.semantic[:8], 16)
+        existing = self.nodes.get(node.id)
+        if existing is None:
+            self.nodes[node.id] = node
+        return node.id
+
+    def of_kind(self, kind: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.kind == kind]
+
+    def path(self, node_id: str, filename: str | None = None) -> str:
+        node = self.nodes[node_id]
+        return f"{node.directory(self.results_dir)}/{filename or MAIN_FILE[node.kind]}"
+
+    def input_files(self, node_id: str) -> list[str]:
+        node = self.nodes[node_id]
+        out = []
+        for nid in node.inputs.values():
+            out += [self.path(nid), self.path(nid, "manifest.json")]
+        return out
+
+    def lineage(self, node_id: str) -> list[str]:
+        seen: list[str] = []
+        stack = [node_id]
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.append(nid)
+            stack.extend(self.nodes[nid].inputs.values())
+        return seen
+
+
+def _files(entry: registry.Entry, stage: str, *extra: registry.Entry) -> tuple[str, ...]:
+    files = [entry.module_file, *registry.STAGE_FILES[stage]]
+    for e in extra:
+        files.append(e.module_file)
+        files.extend(e.files)
+    return tuple(files) + entry.files
+
+
+def build(config: dict) -> Plan:
+    """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
+    plan = Plan(config=config)
+    ev_cfg = config["evaluation"]
+    for ds in config["datasets"]:
+        ds_entry = registry.get("dataset", ds["name"])
+        ds_spec = {k: v for k, v in ds.items() if k not in ("label", "root", "download")}
+        data_id = plan.add(
+            Node(
+                "data",
+                ds["name"],
+                ds["label"],
+                ds_spec,
+                {},
+                _files(ds_entry, "data"),
+                options={"root": ds["root"], "download": ds["download"]},
+            )  # fmt: skip
+        )
+        ev_entry = registry.get("arch", ev_cfg["arch"])
+        eval_id = plan.add(
+            Node(
+                "model",
+                ev_cfg["arch"],
+                f"{ds['label']}.{ev_cfg['label']}",
+                {
+                    "role": "evaluation",
+                    "arch": ev_cfg["arch"],
+                    "arch_params": ev_cfg["arch_params"],
+                    "defense": {"name": "none", "params": {}},
+                    "train": ev_cfg["train"],
+                },
+                {"data": data_id},
+                _files(ev_entry, "model", registry.get("defense", "none")),
+            )
+        )
+        for tgt in config["targets"]:
+            arch_entry = registry.get("arch", tgt["arch"])
+            for dfn in config["defenses"]:
+                dfn_entry = registry.get("defense", dfn["name"])
+                target_id = plan.add(
+                    Node(
+                        "model",
+                        tgt["arch"],
+                        f"{ds['label']}.{tgt['label']}.{dfn['label']}",
+                        {
+                            "role": "target",
+                            "arch": tgt["arch"],
+                            "arch_params": tgt["arch_params"],
+                            "defense": {"name": dfn["name"], "params": dfn["params"]},
+                            "train": tgt["train"],
+                        },
+                        {"data": data_id},
+                        _files(arch_entry, "model", dfn_entry),
+                    )
+                )
+                prior_ids: dict[str, str] = {}
+                for pr in config["priors"]:
+                    pr_entry = registry.get("prior", pr["name"])
+                    inputs = {"data": data_id}
+                    if pr_entry.needs_target:
+                        inputs["target"] = target_id
+                    prior_ids[pr["label"]] = plan.add(
+                        Node(
+                            "prior",
+                            pr["name"],
+                            f"{ds['label']}.{pr['label']}",
+                            {"name": pr["name"], "params": pr["params"]},
+                            inputs,
+                            _files(pr_entry, "prior"),
+                        )
+                    )
+                plan.priors_by_dataset.setdefault(ds["label"], [])
+                for pid in prior_ids.values():
+                    if pid not in plan.priors_by_dataset[ds["label"]]:
+                        plan.priors_by_dataset[ds["label"]].append(pid)
+                for atk in config["attacks"]:
+                    atk_entry = registry.get("attack", atk["name"])
+                    inputs = {"target": target_id, "data": data_id}
+                    if atk.get("prior"):
+                        inputs["prior"] = prior_ids[atk["prior"]]
+                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk['label']}"
+                    attack_id = plan.add(
+                        Node(
+                            "attack",
+                            atk["name"],
+                            run_label,
+                            {"name": atk["name"], "params": atk["params"]},
+                            inputs,
+                            _files(atk_entry, "attack"),
+                        )
+                    )
+                    metric_ids = []
+                    for met in config["metrics"]:
+                        met_entry = registry.get("metric", met["name"])
+                        metric_ids.append(
+                            plan.add(
+                                Node(
+                                    "metric",
+                                    met["name"],
+                                    f"{run_label}.{met['label']}",
+                                    {"name": met["name"], "params": met["params"]},
+                                    {
+                                        "attack": attack_id,
+                                        "evaluation": eval_id,
+                                        "target": target_id,
+                                        "data": data_id,
+                                    },
+                                    _files(met_entry, "metric"),
+                                )
+                            )
+                        )
+                    plan.runs.append(
+                        Run(
+                            run_label,
+                            ds["label"],
+                            tgt["label"],
+                            dfn["label"],
+                            atk.get("prior"),
+                            atk["label"],
+                            attack_id,
+                            metric_ids,
+                        )
+                    )
+    return plan
+
+
+def from_config(config: dict) -> Plan:
+    from mibench_core.config import validate
+
+    return build(validate(config))

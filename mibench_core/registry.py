@@ -1,0 +1,233 @@
+"""Name -> implementation registries for every pluggable method.
+
+This module is imported while Snakemake parses the workflow, so it must stay
+stdlib-only: an entry names its implementation as ``"module:function"`` and
+is imported lazily (:func:`load`) by the job that runs it.
+
+Each entry also carries the paper defaults of its hyperparameters. A config
+entry is merged over those defaults; a key that is not among them is an
+error (so a typo fails at validation, not silently). Adding a method is one
+new module plus one entry here; no rule changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str  # dataset | arch | defense | prior | attack | metric
+    target: str  # "package.module:callable"
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    # Library files (relative to mibench_core/) whose code produces this
+    # artifact, besides the entry's own module; they enter its fingerprint.
+    files: tuple[str, ...] = ()
+    # Attacks: which prior kinds they accept (empty: no prior needed) and
+    # their threat model. Priors: whether they are tied to one target.
+    priors: tuple[str, ...] = ()
+    access: str = "white-box"
+    needs_target: bool = False
+
+    @property
+    def module_file(self) -> str:
+        module = self.target.split(":", 1)[0]
+        assert module.startswith("mibench_core.")
+        return module[len("mibench_core.") :].replace(".", "/") + ".py"
+
+
+def _entries(*entries: Entry) -> dict[str, Entry]:
+    return {e.name: e for e in entries}
+
+
+DATASETS = _entries(
+    Entry(
+        "fashion-mnist",
+        "dataset",
+        "mibench_core.data.idx:load_fashion_mnist",
+        "Fashion-MNIST 28x28 grayscale, 10 classes (Debian package, a root, or download)",
+    ),
+    Entry(
+        "mnist",
+        "dataset",
+        "mibench_core.data.idx:load_mnist",
+        "MNIST 28x28 grayscale digits, 10 classes (a root, or download when online)",
+    ),
+    Entry(
+        "cifar10",
+        "dataset",
+        "mibench_core.data.cifar:load_cifar10",
+        "CIFAR-10 32x32 colour, 10 classes (python-pickle batches under a root, or download)",
+    ),
+    Entry(
+        "image-folder",
+        "dataset",
+        "mibench_core.data.image_folder:load_image_folder",
+        "class-per-folder images (CelebA / FaceScrub / FFHQ-style), centre crop and resize",
+    ),
+    Entry(
+        "sklearn-digits",
+        "dataset",
+        "mibench_core.data.sklearn_digits:load_digits",
+        "scikit-learn's 8x8 digits (1,797 images, ships with the wheel): tiny test data",
+    ),
+)
+
+ARCHS = _entries(
+    Entry(
+        "mcnn",
+        "arch",
+        "mibench_core.models.classifiers:MCNN",
+        "MCNN-like CNN of the GMI/KEDMI MNIST experiments: 3 conv-BN-LeakyReLU blocks",
+        defaults={"width": 64},
+    ),
+    Entry(
+        "evalcnn",
+        "arch",
+        "mibench_core.models.classifiers:EvalCNN",
+        "evaluation CNN: 4 conv blocks with double convs and dropout, a different family from MCNN",
+        defaults={"width": 32, "dropout": 0.3},
+    ),
+    Entry(
+        "resnet18",
+        "arch",
+        "mibench_core.models.classifiers:resnet18",
+        "torchvision ResNet-18 with a small-input stem (3x3 conv, stride 1 or 2, no max-pool)",
+        defaults={"stem_stride": 2},
+    ),
+    Entry(
+        "vgg16_bn",
+        "arch",
+        "mibench_core.models.classifiers:vgg16_bn",
+        "torchvision VGG16-BN features with an adaptive pool and a 512-d head",
+        defaults={},
+    ),
+    Entry(
+        "torchvision",
+        "arch",
+        "mibench_core.models.classifiers:torchvision_classifier",
+        "any torchvision classification model by name (param 'model'), head resized",
+        defaults={"model": "resnet18", "pretrained_weights": None, "pretrained_sha256": None},
+    ),
+)
+
+DEFENSES = _entries(
+    Entry(
+        "none",
+        "defense",
+        "mibench_core.models.train:no_defense",
+        "undefended target: plain cross-entropy training",
+    ),
+)
+
+PRIORS = _entries(
+    Entry(
+        "gmi-gan",
+        "prior",
+        "mibench_core.priors.gmi_gan:train_prior",
+        "GMI prior: DCGAN generator + WGAN-GP critic trained on the public split (Zhang et al. 2020)",
+        defaults={
+            "z_dim": 100,
+            "dim": 64,
+            "steps": 3000,
+            "batch_size": 64,
+            "n_critic": 5,
+            "gp_weight": 10.0,
+            "lr": 2e-4,
+            "beta1": 0.5,
+            "beta2": 0.999,
+        },
+    ),
+)
+
+ATTACKS = _entries(
+    Entry(
+        "gmi",
+        "attack",
+        "mibench_core.attacks.gmi:run_attack",
+        "GMI (Zhang et al. 2020): latent search with critic prior + identity loss, Nesterov SGD",
+        defaults={
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "restarts": 5,
+            "reference_batch": 60,
+        },
+        priors=("gmi-gan",),
+        access="white-box",
+    ),
+)
+
+METRICS = _entries(
+    Entry(
+        "accuracy",
+        "metric",
+        "mibench_core.metrics.accuracy:compute",
+        "Acc@1 (and Acc@5 with more than 5 classes) of the evaluation model on reconstructions",
+    ),
+    Entry(
+        "knn_distance",
+        "metric",
+        "mibench_core.metrics.feature_space:knn_distance",
+        "min squared L2 in the evaluation model's penultimate space to private images of the class",
+    ),
+    Entry(
+        "feature_distance",
+        "metric",
+        "mibench_core.metrics.feature_space:feature_distance",
+        "L2 distance to the private class centroid in the evaluation model's penultimate space",
+    ),
+    Entry(
+        "prdc",
+        "metric",
+        "mibench_core.metrics.feature_space:prdc",
+        "precision / recall / density / coverage (Naeem et al. 2020) in evaluation feature space",
+        defaults={"k": 3},
+    ),
+    Entry(
+        "eval_frechet",
+        "metric",
+        "mibench_core.metrics.feature_space:eval_frechet",
+        "Frechet distance in the evaluation model's feature space (not InceptionV3 FID)",
+    ),
+)
+
+REGISTRIES: dict[str, dict[str, Entry]] = {
+    "dataset": DATASETS,
+    "arch": ARCHS,
+    "defense": DEFENSES,
+    "prior": PRIORS,
+    "attack": ATTACKS,
+    "metric": METRICS,
+}
+
+# Files shared by every artifact of a stage; they enter its code fingerprint.
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "data": ("data/common.py", "runtime.py"),
+    "model": ("models/classifiers.py", "models/train.py", "runtime.py"),
+    "prior": ("priors/__init__.py", "runtime.py"),
+    "attack": ("attacks/common.py", "runtime.py"),
+    "metric": ("metrics/common.py", "metrics/functional.py", "runtime.py"),
+}
+
+
+def get(kind: str, name: str) -> Entry:
+    try:
+        return REGISTRIES[kind][name]
+    except KeyError:
+        valid = ", ".join(sorted(REGISTRIES.get(kind, {})))
+        raise KeyError(f"unknown {kind} {name!r}; valid: {valid}") from None
+
+
+def load(entry: Entry) -> Callable[..., Any]:
+    """Import the implementation behind an entry (heavy imports happen here)."""
+    module, _, attr = entry.target.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,119 @@
+"""Collect every attack run's manifests and metrics into tidy Parquet tables.
+
+``attacks.parquet``: one row per attack run. Columns: the run's labels; the
+artifact ids of its lineage; every spec field, flattened with a stage prefix
+(``attack.params.lr``, ``target.train.epochs``, ``dataset.resolution``...);
+every metric value (missing values are null, with the reason in
+``missing_reasons``); the target's and evaluation model's natural accuracy;
+wall times; library versions.
+
+``attack_classes.parquet``: one row per (run, class) with per-class values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mibench_core import store
+
+# Metric columns in display order (others follow alphabetically).
+METRIC_ORDER = ["acc1", "acc5", "knn_dist", "feat_dist", "eval_fd", "precision", "recall", "density", "coverage"]
+
+
+def flatten(prefix: str, obj: Any, out: dict) -> dict:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(obj, (list, tuple)):
+        out[prefix] = json.dumps(obj)
+    else:
+        out[prefix] = obj
+    return out
+
+
+def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows for both tables from the metric artifact folders of every run."""
+    by_attack: dict[str, list[dict]] = {}
+    for d in metric_dirs:
+        manifest = store.read_manifest(d)
+        manifest["_dir"] = str(d)
+        by_attack.setdefault(manifest["inputs"]["attack"], []).append(manifest)
+    rows, class_rows = [], []
+    for attack_id, metric_manifests in by_attack.items():
+        results_dir = Path(metric_manifests[0]["_dir"]).parent.parent
+        dir_of = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks"}
+        attack = store.read_manifest(results_dir / "attacks" / attack_id)
+        m0 = metric_manifests[0]["inputs"]
+        target = store.read_manifest(results_dir / "models" / m0["target"])
+        evaluation = store.read_manifest(results_dir / "models" / m0["evaluation"])
+        data = store.read_manifest(results_dir / "data" / m0["data"])
+        prior = None
+        if "prior" in attack["inputs"]:
+            prior = store.read_manifest(results_dir / dir_of["prior"] / attack["inputs"]["prior"])
+        label = attack["label"]
+        ds_label, target_label, defense_label, attack_label = label.split(".", 3)
+        row: dict[str, Any] = {
+            "run": label,
+            "dataset": ds_label,
+            "target": target_label,
+            "defense": defense_label,
+            "prior": prior["label"].split(".", 1)[1] if prior else None,
+            "attack": attack_label,
+            "attack_name": attack["name"],
+            "data_id": data["id"],
+            "target_id": target["id"],
+            "evaluation_id": evaluation["id"],
+            "prior_id": prior["id"] if prior else None,
+            "attack_id": attack_id,
+            "target_test_acc": target["results"]["test_acc"],
+            "target_val_acc": target["results"]["val_acc"],
+            "evaluation_test_acc": evaluation["results"]["test_acc"],
+            "num_reconstructions": attack["results"]["num_reconstructions"],
+            "queries": attack["results"].get("queries"),
+            "attack_wall_s": attack["wall_time_s"],
+            "target_wall_s": target["wall_time_s"],
+            "prior_wall_s": prior["wall_time_s"] if prior else None,
+            "device": attack["device"],
+        }
+        flatten("dataset", data["spec"], row)
+        flatten("target", target["spec"], row)
+        flatten("evaluation", evaluation["spec"], row)
+        if prior:
+            flatten("prior", prior["spec"], row)
+        flatten("attack", attack["spec"], row)
+        for k, v in attack["versions"].items():
+            row[f"version.{k}"] = v
+        missing: dict[str, str] = {}
+        per_class: dict[str, dict] = {}
+        for mm in sorted(metric_manifests, key=lambda m: m["name"]):
+            payload = store.read_json(Path(mm["_dir"]) / "metrics.json")
+            row.update(payload["overall"])
+            missing.update(payload["missing"])
+            row[f"metric_id.{mm['name']}"] = mm["id"]
+            row["metric_wall_s"] = row.get("metric_wall_s", 0.0) + mm["wall_time_s"]
+            for c, vals in payload["per_class"].items():
+                per_class.setdefault(c, {}).update(vals)
+        row["missing_reasons"] = json.dumps(missing, sort_keys=True)
+        rows.append(row)
+        for c, vals in sorted(per_class.items(), key=lambda kv: int(kv[0])):
+            class_rows.append({"run": label, "attack_id": attack_id, "class": int(c), **vals})
+    rows.sort(key=lambda r: r["run"])
+    class_rows.sort(key=lambda r: (r["run"], r["class"]))
+    return rows, class_rows
+
+
+def metric_columns(columns: list[str]) -> list[str]:
+    known = [c for c in METRIC_ORDER if c in columns]
+    return known
+
+
+def write_tables(metric_dirs: list[str], attacks_path: str, classes_path: str) -> None:
+    import pandas as pd
+
+    rows, class_rows = collect(metric_dirs)
+    for path, data in ((attacks_path, rows), (classes_path, class_rows)):
+        df = pd.DataFrame(data)
+        with store.atomic_path(path) as tmp:
+            df.to_parquet(tmp, index=False)

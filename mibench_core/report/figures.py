@@ -1,0 +1,150 @@
+"""Figures a person looks at: reconstruction grids, prior samples, comparison charts.
+
+Made from the Parquet tables and the artifacts only (never recomputed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from mibench_core import store  # noqa: E402
+from mibench_core.data.common import to_model_range  # noqa: E402
+
+METRIC_LABELS = {
+    "acc1": ("Acc@1 (eval model)", "higher = stronger attack"),
+    "acc5": ("Acc@5 (eval model)", "higher = stronger attack"),
+    "knn_dist": ("KNN distance", "lower = closer to private data"),
+    "feat_dist": ("feature distance", "lower = closer to class centroid"),
+    "eval_fd": ("Frechet distance (eval features)", "lower = closer distribution"),
+    "precision": ("precision", "higher = more realistic"),
+    "recall": ("recall", "higher = more diverse"),
+    "density": ("density", ""),
+    "coverage": ("coverage", "higher = covers more private data"),
+}
+
+
+def _savefig(fig, path: str | Path) -> None:
+    with store.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _show(ax, img: torch.Tensor) -> None:
+    img = img.add(1).div(2).clamp(0, 1)
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(img.permute(1, 2, 0).numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def reconstruction_grid(attack_dir: str, data_dir: str, out: str, n_private: int = 4, max_recon: int = 8) -> None:
+    """Per class row: private training samples | reconstructions (eval-model independent)."""
+    recon = store.load_tensors(Path(attack_dir) / "recon.safetensors")
+    data = store.load_tensors(Path(data_dir) / "data.safetensors")
+    info = store.read_manifest(data_dir)["results"]
+    manifest = store.read_manifest(attack_dir)
+    classes = sorted(set(recon["labels"].tolist()))
+    n_rec = min(max_recon, max((recon["labels"] == c).sum().item() for c in classes))
+    cols = n_private + 1 + n_rec
+    fig, axes = plt.subplots(len(classes), cols, figsize=(cols * 0.9, len(classes) * 0.95 + 0.6), squeeze=False)
+    gen = torch.Generator().manual_seed(0)
+    for r, c in enumerate(classes):
+        priv = data["private_train_x"][data["private_train_y"] == c]
+        pick = torch.randperm(len(priv), generator=gen)[:n_private]
+        rec = recon["images"][recon["labels"] == c][:n_rec]
+        for j in range(cols):
+            ax = axes[r, j]
+            if j < len(pick):
+                _show(ax, to_model_range(priv[pick[j]]))
+            elif j > n_private and j - n_private - 1 < len(rec):
+                _show(ax, rec[j - n_private - 1])
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(info["class_names"][c], rotation=0, ha="right", va="center", fontsize=8)
+    axes[0, 0].set_title("private", fontsize=8, loc="left")
+    axes[0, n_private + 1].set_title("reconstructions", fontsize=8, loc="left")
+    fig.suptitle(f"{manifest['label']}  ({manifest['id']})", fontsize=9)
+    _savefig(fig, out)
+
+
+def prior_samples(prior_dir: str, out: str) -> None:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(Path(prior_dir) / "samples.png")
+    manifest = store.read_manifest(prior_dir)
+    fig, ax = plt.subplots(figsize=(5, 5.3))
+    ax.imshow(img, cmap="gray")
+    ax.axis("off")
+    ax.set_title(f"prior samples: {manifest['label']} ({manifest['id']})", fontsize=9)
+    _savefig(fig, out)
+
+
+def comparison_chart(attacks_parquet: str, out: str) -> None:
+    """One panel per metric, one bar per run; missing values are marked, not drawn as 0."""
+    import pandas as pd
+    import seaborn as sns
+
+    from mibench_core.report.aggregate import metric_columns
+
+    df = pd.read_parquet(attacks_parquet)
+    metrics = metric_columns(list(df.columns))
+    n = len(metrics)
+    ncols = min(3, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.5 * len(df) + 1.6 * nrows + 0.5), squeeze=False)
+    sns.set_theme(style="whitegrid")
+    for ax, m in zip(axes.flat, metrics):
+        sub = df[["run", m]].copy()
+        sns.barplot(data=sub.dropna(), y="run", x=m, ax=ax, color="#4C72B0", orient="h")
+        for i, (_, row) in enumerate(sub.iterrows()):
+            if pd.isna(row[m]):
+                ax.text(0, i, " missing", va="center", fontsize=8, color="#a00")
+        title, hint = METRIC_LABELS.get(m, (m, ""))
+        ax.set_title(f"{title}\n({hint})" if hint else title, fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    _savefig(fig, out)
+
+
+def markdown_table(attacks_parquet: str, out: str) -> None:
+    """The paper-style table: one row per run, natural accuracy beside attack metrics."""
+    import json
+
+    import pandas as pd
+
+    from mibench_core.report.aggregate import metric_columns
+
+    df = pd.read_parquet(attacks_parquet)
+    metrics = metric_columns(list(df.columns))
+    cols = ["dataset", "target", "defense", "attack", "target_test_acc", *metrics]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if v is None or (isinstance(v, float) and pd.isna(v)):
+                cells.append("missing")
+            elif isinstance(v, float):
+                cells.append(f"{v:.4g}")
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = set()
+    for _, row in df.iterrows():
+        for name, reason in json.loads(row["missing_reasons"]).items():
+            notes.add(f"- `{name}` missing for {row['run']}: {reason}")
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\n" + "\n".join(sorted(notes)) + "\n"
+    store.write_bytes(out, text.encode())

@@ -1,0 +1,63 @@
+# Helpers shared by the stage rules: paths, job descriptions, resources.
+# Input functions only; no rule lives here.
+import json
+
+R = CFG["results_dir"]
+TABLES = CFG["output"]["tables"]
+REPORTS = CFG["output"]["reports"]
+MIBENCH = "mibench"  # the console script of this package (in the venv or the conda env)
+
+STAGE_RESOURCES = {
+    # threads, mem_mb, runtime (minutes), gpu
+    "data": dict(threads=1, mem_mb=4000, runtime=20, gpu=0),
+    "model": dict(threads=2, mem_mb=4000, runtime=120, gpu=0),
+    "prior": dict(threads=2, mem_mb=4000, runtime=240, gpu=0),
+    "attack": dict(threads=2, mem_mb=4000, runtime=240, gpu=0),
+    "metric": dict(threads=1, mem_mb=4000, runtime=60, gpu=0),
+    "report": dict(threads=1, mem_mb=2000, runtime=20, gpu=0),
+}
+
+
+def res(stage, key):
+    """Resource of a stage: the config's resources.<stage>.<key> over our defaults."""
+    return CFG["resources"].get(stage, {}).get(key, STAGE_RESOURCES[stage][key])
+
+
+def job_json(aid):
+    return json.dumps(PLAN.nodes[aid].job(PLAN), sort_keys=True)
+
+
+def node_inputs(wildcards):
+    return PLAN.input_files(wildcards.aid)
+
+
+def nodes_of(kind):
+    return [n.id for n in PLAN.of_kind(kind)]
+
+
+def metric_manifests():
+    return [PLAN.path(m, "manifest.json") for run in PLAN.runs for m in run.metric_ids]
+
+
+def run_by_label(label):
+    return next(r for r in PLAN.runs if r.label == label)
+
+
+def prior_by_label(label):
+    return next(n for n in PLAN.of_kind("prior") if n.label == label)
+
+
+def final_targets():
+    return [
+        f"{TABLES}/attacks.parquet",
+        f"{TABLES}/attack_classes.parquet",
+        f"{REPORTS}/tables/attacks.md",
+        f"{REPORTS}/figures/comparison.png",
+        *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
+        *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],
+    ]
+
+
+wildcard_constraints:
+    aid="[A-Za-z0-9_.-]+",
+    label="[A-Za-z0-9_.-]+",

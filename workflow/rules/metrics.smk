@@ -1,0 +1,24 @@
+# Stage 5: one metric of one attack run per job.
+
+
+rule compute_metric:
+    input:
+        node_inputs,
+    output:
+        metrics=f"{R}/metrics/{{aid}}/metrics.json",
+        manifest=f"{R}/metrics/{{aid}}/manifest.json",
+    params:
+        job=lambda w: job_json(w.aid),
+    log:
+        f"{R}/logs/metrics/{{aid}}.log",
+    benchmark:
+        f"{R}/benchmarks/metrics/{{aid}}.tsv"
+    threads: res("metric", "threads")
+    resources:
+        mem_mb=res("metric", "mem_mb"),
+        runtime=res("metric", "runtime"),
+        gpu=res("metric", "gpu"),
+    conda:
+        "../../envs/mibench.yaml"
+    shell:
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
