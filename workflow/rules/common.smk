@@ -5,7 +5,9 @@ import json
 R = CFG["results_dir"]
 TABLES = CFG["output"]["tables"]
 REPORTS = CFG["output"]["reports"]
-MIBENCH = "mibench"  # the console script of this package (in the venv or the conda env)
+# Jobs run the library next to this Snakefile (the code the plan fingerprinted),
+# with the environment's python (the venv's, or the conda env's).
+MIBENCH = f"PYTHONPATH='{workflow.basedir}' python -m mibench_core.cli"
 
 STAGE_RESOURCES = {
     # threads, mem_mb, runtime (minutes), gpu
