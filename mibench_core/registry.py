@@ -107,6 +107,10 @@ ARCHS = _entries(
         "torchvision VGG16-BN features with an adaptive pool and a 512-d head",
         defaults={},
     ),
+    # --- architectures of the paper configs (issue 9) go below this line ---
+    #
+    #
+    #
     Entry(
         "torchvision",
         "arch",
@@ -123,6 +127,7 @@ DEFENSES = _entries(
         "mibench_core.models.train:no_defense",
         "undefended target: plain cross-entropy training",
     ),
+    # --- defenses (issue 6) go below this line ---
 )
 
 PRIORS = _entries(
@@ -143,6 +148,11 @@ PRIORS = _entries(
             "beta2": 0.999,
         },
     ),
+    # --- priors of the white-box attacks (issue 4) go below this line ---
+    #
+    #
+    #
+    # --- priors of the black-box attacks (issue 5) go below this line ---
 )
 
 ATTACKS = _entries(
@@ -164,6 +174,14 @@ ATTACKS = _entries(
         priors=("gmi-gan",),
         access="white-box",
     ),
+    # --- white-box attacks (issue 4) go below this line ---
+    #
+    #
+    #
+    # --- black-box and label-only attacks (issue 5) go below this line ---
+    #
+    #
+    #
 )
 
 METRICS = _entries(
@@ -198,6 +216,7 @@ METRICS = _entries(
         "mibench_core.metrics.feature_space:eval_frechet",
         "Frechet distance in the evaluation model's feature space (not InceptionV3 FID)",
     ),
+    # --- metrics of issue 7 go below this line ---
 )
 
 REGISTRIES: dict[str, dict[str, Entry]] = {
