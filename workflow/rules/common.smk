@@ -57,6 +57,13 @@ def final_targets():
         f"{REPORTS}/figures/comparison.png",
         *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
         *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],
+        # --- targets of issue 5 (black-box figures) go below this line ---
+        #
+        #
+        # --- targets of issue 6 (defense perspectives) go below this line ---
+        #
+        #
+        # --- targets of issue 9 go below this line ---
     ]
 
 

@@ -108,3 +108,14 @@ rule plot_prior_samples:
         "../../envs/mibench.yaml"
     script:
         "../scripts/report.py"
+
+
+# --- rules of issue 5 (black-box figures) go below this line ---
+#
+#
+#
+# --- rules of issue 6 (defense perspectives) go below this line ---
+#
+#
+#
+# --- rules of issue 9 go below this line ---
