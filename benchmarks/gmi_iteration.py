@@ -77,7 +77,8 @@ def main() -> None:
         times[name] = (time.perf_counter() - t0) / args.iterations
     bare_t = min(times["bare"], times["bare2"])
     attack_t = min(times["attack"], times["attack2"])
-    print(f"device {dev}, batch {batch} latents, {args.resolution}x{args.resolution}, threads {torch.get_num_threads()}")
+    res = f"{args.resolution}x{args.resolution}"
+    print(f"device {dev}, batch {batch} latents, {res}, threads {torch.get_num_threads()}")
     print(f"bare forward+backward (G, D, T): {bare_t * 1e3:.2f} ms")
     print(f"GMI attack iteration:            {attack_t * 1e3:.2f} ms")
     print(f"ratio attack / bare:             {attack_t / bare_t:.3f}   (target <= 1.2)")

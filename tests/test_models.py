@@ -75,7 +75,8 @@ def test_load_classifier_round_trip(tmp_path):
     job = {
         "id": "mcnn-x", "kind": "model", "name": "mcnn", "label": "l", "inputs": {}, "fingerprint": "f", "seed": 0,
         "outdir": str(tmp_path),
-        "spec": {"role": "target", "arch": "mcnn", "arch_params": {"width": 4}, "defense": {"name": "none", "params": {}}},
+        "spec": {"role": "target", "arch": "mcnn", "arch_params": {"width": 4},
+                 "defense": {"name": "none", "params": {}}},
     }  # fmt: skip
     store.write_manifest(job, ["model.safetensors"], wall_time_s=0, device="cpu",
                          extra={"num_classes": 3, "channels": 1, "resolution": 16})  # fmt: skip

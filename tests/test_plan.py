@@ -98,11 +98,11 @@ def test_evaluation_model_is_never_the_target():
 
 def test_planning_imports_no_torch():
     code = (
-        "import sys, yaml; sys.path.insert(0, %r)\n"
+        "import sys, yaml; sys.path.insert(0, {!r})\n"
         "from mibench_core.plan import from_config\n"
-        "from_config(yaml.safe_load(open(%r)))\n"
+        "from_config(yaml.safe_load(open({!r})))\n"
         "assert 'torch' not in sys.modules, 'plan imported torch'\n"
-    ) % (str(REPO), str(REPO / "config" / "config.yaml"))
+    ).format(str(REPO), str(REPO / "config" / "config.yaml"))
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
