@@ -15,6 +15,8 @@ missing otherwise; the overall value pools all attacked classes.
 
 from __future__ import annotations
 
+import numpy as np
+
 from mibench_core.metrics.common import MetricContext, MetricResult, mean_over_classes
 from mibench_core.metrics.functional import centroid_dist, feature_stats, frechet_distance, knn_min_sq_dist
 from mibench_core.metrics.functional import prdc as prdc_fn
@@ -66,14 +68,24 @@ def prdc(ctx: MetricContext, k: int) -> MetricResult:
     return res
 
 
+def _frechet_or_reason(f, r) -> tuple[float | None, str | None]:
+    if len(f) < 2 or len(r) < 2:
+        return None, "fewer than 2 samples"
+    try:
+        return frechet_distance(*feature_stats(f), *feature_stats(r)), None
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return None, f"matrix square root failed: {exc}"
+
+
 def eval_frechet(ctx: MetricContext) -> MetricResult:
     res = MetricResult()
     fake, _ = ctx.recon_eval()
     real, _ = ctx.private_eval()
     for c, f, r in _per_class(ctx):
-        res.per_class[c] = {"eval_fd": frechet_distance(*feature_stats(f), *feature_stats(r)) if len(f) > 1 else None}
-    if len(fake) < 2:
-        res.set_missing("eval_fd", "fewer than 2 reconstructions")
+        res.per_class[c] = {"eval_fd": _frechet_or_reason(f, r)[0]}
+    value, reason = _frechet_or_reason(fake, real)
+    if value is None:
+        res.set_missing("eval_fd", reason)
     else:
-        res.overall["eval_fd"] = frechet_distance(*feature_stats(fake), *feature_stats(real))
+        res.overall["eval_fd"] = value
     return res
