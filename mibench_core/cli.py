@@ -4,6 +4,9 @@ mibench run --job JSON           run one artifact job (what the rules call)
 mibench list                     every registered method with a one-line description
 mibench plan [-c CONFIG ...]     what a config expands to: jobs by stage
 mibench show ID [-c CONFIG ...]  an artifact's manifest and lineage
+mibench weights list [-c ...]    known weight files: present or not, where, checksum status
+mibench weights verify [NAME]    verify the sha256 of one (or every present) weight file
+mibench weights path NAME        the verified path of a weight file (exit 1 when absent)
 """
 
 from __future__ import annotations
@@ -107,6 +110,58 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _weights_user(args) -> dict:
+    """The config's ``weights:`` mapping when config files are given (else none)."""
+    if not args.configfile:
+        return {}
+    return _load_config(args.configfile).get("weights", {})
+
+
+def cmd_weights(args) -> int:
+    from mibench_core import weights
+
+    user = _weights_user(args)
+    if args.name and args.name not in weights.KNOWN:
+        print(f"unknown weight file {args.name!r}; known: {', '.join(sorted(weights.KNOWN))}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        for name, entry in weights.KNOWN.items():
+            res = weights.resolve(name, user)
+            state = {"ok": "present, verified", "missing": "absent"}.get(res.status, f"present, {res.status}")
+            print(f"{name:<22} {entry.filename:<40} {state}")
+            print(f"{'':<22} used by: {entry.used_by}")
+            if res.path:
+                print(f"{'':<22} at: {res.path}")
+                print(f"{'':<22} check: {res.detail}")
+            else:
+                print(f"{'':<22} looked in: {', '.join(str(p) for p in res.searched)}")
+            digest = entry.sha256 or (
+                f"unknown (file-name prefix {entry.sha256_prefix})" if entry.sha256_prefix else "unknown"
+            )
+            print(f"{'':<22} expected sha256: {digest}")
+            print(f"{'':<22} source: {entry.url}")
+        return 0
+    if args.action == "verify":
+        names = [args.name] if args.name else list(weights.KNOWN)
+        bad = checked = 0
+        for name in names:
+            res = weights.resolve(name, user)
+            if res.status == "missing" and not args.name:
+                continue
+            checked += 1
+            print(f"{name}: {res.status}: {res.reason() if not res.ok else f'{res.path} ({res.detail})'}")
+            bad += not res.ok
+        if not checked:
+            print("no known weight file is present (see `mibench weights list` for where they are looked for)")
+        return 1 if bad else 0
+    res = weights.resolve(args.name, user)
+    if not res.ok:
+        print(res.reason(), file=sys.stderr)
+        return 1
+    print(res.path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mibench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,11 +179,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("id")
         else:
             p.add_argument("-v", "--verbose", action="store_true")
+    p = sub.add_parser("weights", help="external weight files: list, verify, path")
+    p.add_argument("action", choices=["list", "verify", "path"])
+    p.add_argument("name", nargs="?", help="weight file name (see `mibench weights list`)")
+    p.add_argument("-c", "--configfile", action="append", default=[], help="config file(s) whose weights: to use")
     args = parser.parse_args(argv)
+    if args.cmd == "weights" and args.action == "path" and not args.name:
+        parser.error("mibench weights path needs a NAME")
     if args.cmd == "run":
         run_job(json.loads(args.job))
         return 0
-    return {"list": cmd_list, "plan": cmd_plan, "show": cmd_show}[args.cmd](args)
+    return {"list": cmd_list, "plan": cmd_plan, "show": cmd_show, "weights": cmd_weights}[args.cmd](args)
 
 
 if __name__ == "__main__":

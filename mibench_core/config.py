@@ -167,6 +167,14 @@ def validate(config: dict) -> dict:
             }
         _labels(cfg[section], "name", section)
 
+    from mibench_core import weights
+
+    for name in cfg.get("weights", {}):
+        if name not in weights.KNOWN:
+            raise ConfigError(
+                f"config key 'weights.{name}': unknown weight file; known: {', '.join(sorted(weights.KNOWN))}"
+            )
+
     prior_by_label = {p["label"]: p for p in cfg["priors"]}
     for i, atk in enumerate(cfg["attacks"]):
         entry = registry.get("attack", atk["name"])

@@ -283,6 +283,7 @@ def build(config: dict) -> Plan:
                                         "data": data_id,
                                     },
                                     _files(met_entry, "metric"),
+                                    options={"weights": config.get("weights", {})},
                                 )
                             )
                         )

@@ -217,6 +217,43 @@ METRICS = _entries(
         "Frechet distance in the evaluation model's feature space (not InceptionV3 FID)",
     ),
     # --- metrics of issue 7 go below this line ---
+    Entry(
+        "psnr_ssim",
+        "metric",
+        "mibench_core.metrics.pixel:psnr_ssim",
+        "PSNR and Gaussian SSIM (Wang et al. 2004) to the targeted or nearest private image of the class",
+        defaults={"max_reference_per_class": None},
+    ),
+    Entry(
+        "sok",
+        "metric",
+        "mibench_core.metrics.pixel:sok",
+        "SoK sample-level metrics (Wen et al. 2025): S-Dis and coverage alpha under SSIM, PSNR, MSE",
+    ),
+    Entry(
+        "lpips",
+        "metric",
+        "mibench_core.metrics.perceptual:lpips_distance",
+        "LPIPS v0.1 (Zhang et al. 2018) to the nearest private image of the class (needs backbone weights)",
+        defaults={"net": "alex", "resize": 64, "max_reference_per_class": None},
+        files=("metrics/pixel.py", "weights.py"),
+    ),
+    Entry(
+        "fid",
+        "metric",
+        "mibench_core.metrics.fid:fid",
+        "FID: Frechet distance of pytorch-fid InceptionV3 pool3 features (needs the FID weights)",
+        defaults={"max_private": None, "batch_size": 50},
+        files=("weights.py",),
+    ),
+    Entry(
+        "facenet_distance",
+        "metric",
+        "mibench_core.metrics.facenet:facenet_distance",
+        "min squared L2 in FaceNet (InceptionResnetV1) embeddings to private faces of the class",
+        defaults={"pretrained": "vggface2", "face_dataset": None, "image_size": 160, "max_reference_per_class": None},
+        files=("metrics/pixel.py", "weights.py"),
+    ),
 )
 
 REGISTRIES: dict[str, dict[str, Entry]] = {

@@ -1,8 +1,33 @@
-"""Loading external weight files safely: sha256 verification, then
-safetensors or ``torch.load(..., weights_only=True)`` (never a full pickle)."""
+"""External weight files: a registry of the known ones, where to look for
+them, sha256 verification, and safe loading (safetensors or
+``torch.load(..., weights_only=True)``; never a full pickle).
+
+Lookup order for a known weight file (first existing file wins; it is then
+verified, and a file that fails verification is an error, not skipped):
+
+1. an explicit path from the config's top-level ``weights:`` mapping
+   (``name: path`` or ``name: {path: ..., sha256: ...}``);
+2. ``$MIBENCH_WEIGHTS/<filename>``;
+3. ``~/.cache/mibench/weights/<filename>``;
+4. the torch hub cache ``$TORCH_HOME/hub/checkpoints/<filename>`` (where
+   torchvision and pytorch-fid download to; ``TORCH_HOME`` defaults to
+   ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``), and for the FaceNet
+   files also ``$TORCH_HOME/checkpoints/<filename>`` (facenet-pytorch's cache).
+
+Verification: the full sha256 when we know it (each recorded digest says
+where it comes from); otherwise a digest the user gives in the config;
+otherwise, for torch hub files, the hash prefix that torch hub's own
+``check_hash`` verifies (the hex after the last ``-`` of the file name is
+the start of the file's sha256). A file that none of these can verify is not
+loaded.
+
+This module imports no torch at import time (the CLI and the plan use it).
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mibench_core.store import sha256_file
@@ -10,6 +35,185 @@ from mibench_core.store import sha256_file
 
 class WeightsError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    name: str
+    filename: str
+    sha256: str | None  # the full digest of the published file, when known
+    url: str
+    used_by: str
+    sha256_prefix: str | None = None  # torch hub convention: the hex in the file name
+    digest_source: str = ""  # where the full digest comes from
+    extra_cache_dirs: tuple[str, ...] = ()  # subfolders of TORCH_HOME besides hub/checkpoints
+
+
+def _entries(*files: WeightFile) -> dict[str, WeightFile]:
+    return {f.name: f for f in files}
+
+
+KNOWN: dict[str, WeightFile] = _entries(
+    WeightFile(
+        "fid-inception",
+        "pt_inception-2015-12-05-6726825d.pth",
+        # 95,628,359 bytes. The digest is recorded next to pytorch-fid's release
+        # URL in several public code bases (found with the code search tool) and
+        # begins with the hash prefix in the file name, as torch hub requires.
+        "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        "metric fid (pytorch-fid InceptionV3, pool3 features)",
+        sha256_prefix="6726825d",
+        digest_source="published pytorch-fid release file (recorded by public code bases; prefix 6726825d)",
+    ),
+    WeightFile(
+        "lpips-alex",
+        "alexnet-owt-7be5be79.pth",
+        # Recorded by public code bases beside the LPIPS head alex.pth digest
+        # df73285e..., which we checked against the lpips 0.1.4 wheel.
+        "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        "metric lpips (net: alex) backbone: torchvision AlexNet IMAGENET1K_V1",
+        sha256_prefix="7be5be79",
+        digest_source="torchvision release file (recorded by public code bases; prefix 7be5be79)",
+    ),
+    WeightFile(
+        "lpips-vgg",
+        "vgg16-397923af.pth",
+        None,
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "metric lpips (net: vgg) backbone: torchvision VGG16 IMAGENET1K_V1",
+        sha256_prefix="397923af",
+    ),
+    WeightFile(
+        "lpips-squeeze",
+        "squeezenet1_1-b8a52dc0.pth",
+        None,
+        "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+        "metric lpips (net: squeeze) backbone: torchvision SqueezeNet 1.1 IMAGENET1K_V1",
+        sha256_prefix="b8a52dc0",
+    ),
+    WeightFile(
+        "facenet-vggface2",
+        "20180402-114759-vggface2.pt",
+        # 111,898,327 bytes; recorded next to facenet-pytorch's release URL by
+        # several public code bases.
+        "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+        "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+        "metric facenet_distance (pretrained: vggface2): facenet-pytorch InceptionResnetV1",
+        digest_source="facenet-pytorch v2.2.9 release file (recorded by public code bases)",
+        extra_cache_dirs=("checkpoints",),
+    ),
+    WeightFile(
+        "facenet-casia-webface",
+        "20180408-102900-casia-webface.pt",
+        None,
+        "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+        "metric facenet_distance (pretrained: casia-webface): facenet-pytorch InceptionResnetV1",
+        extra_cache_dirs=("checkpoints",),
+    ),
+)
+
+
+def get(name: str) -> WeightFile:
+    try:
+        return KNOWN[name]
+    except KeyError:
+        raise WeightsError(f"unknown weight file {name!r}; known: {', '.join(sorted(KNOWN))}") from None
+
+
+def torch_home() -> Path:
+    """torch.hub's cache root, computed as torch does, without importing torch."""
+    env = os.environ.get("TORCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
+
+
+def user_spec(name: str, user: dict | None) -> tuple[str | None, str | None]:
+    """(explicit path, user digest) for ``name`` from the config's ``weights:`` mapping."""
+    value = (user or {}).get(name)
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    return value.get("path"), value.get("sha256")
+
+
+def candidates(name: str, user: dict | None = None) -> list[Path]:
+    """Every place a weight file is looked for, in order."""
+    entry = get(name)
+    explicit, _ = user_spec(name, user)
+    out = []
+    if explicit:
+        out.append(Path(explicit).expanduser())
+    env = os.environ.get("MIBENCH_WEIGHTS")
+    if env:
+        out.append(Path(env).expanduser() / entry.filename)
+    out.append(Path.home() / ".cache" / "mibench" / "weights" / entry.filename)
+    out.append(torch_home() / "hub" / "checkpoints" / entry.filename)
+    for sub in entry.extra_cache_dirs:
+        out.append(torch_home() / sub / entry.filename)
+    return out
+
+
+@dataclass
+class Resolved:
+    name: str
+    path: Path | None  # the file found (None: none found)
+    status: str  # ok | missing | mismatch | unverifiable
+    detail: str  # how it was verified, or why not
+    searched: list[Path] = field(default_factory=list)
+    sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def reason(self) -> str:
+        if self.status == "missing":
+            where = ", ".join(str(p) for p in self.searched)
+            return f"weights {self.name!r} ({get(self.name).filename}) not found; looked in: {where}"
+        return f"weights {self.name!r} at {self.path}: {self.detail}"
+
+
+def check_digest(entry: WeightFile, actual: str, user_sha256: str | None = None) -> tuple[str, str]:
+    """(status, detail) of a file with sha256 ``actual`` against what we know of ``entry``."""
+    actual = actual.lower()
+    if entry.sha256:
+        if actual == entry.sha256.lower():
+            return "ok", f"sha256 matches the {entry.digest_source or 'recorded digest'}"
+        return "mismatch", f"sha256 {actual} differs from the expected {entry.sha256}"
+    if user_sha256:
+        if actual == user_sha256.lower():
+            return "ok", "sha256 matches the digest given in the config (no published digest is recorded here)"
+        return "mismatch", f"sha256 {actual} differs from the digest given in the config {user_sha256}"
+    if entry.sha256_prefix:
+        if actual.startswith(entry.sha256_prefix.lower()):
+            return "ok", f"sha256 starts with {entry.sha256_prefix}, the torch hub hash prefix of its file name"
+        return "mismatch", f"sha256 {actual} does not start with the file name's hash prefix {entry.sha256_prefix}"
+    return "unverifiable", "no published digest is known; give one in the config (weights: {name: {path, sha256}})"
+
+
+def resolve(name: str, user: dict | None = None) -> Resolved:
+    """Find and verify a known weight file (see the module docstring for the order)."""
+    entry = get(name)
+    searched = candidates(name, user)
+    _, user_sha = user_spec(name, user)
+    for path in searched:
+        if path.is_file():
+            actual = sha256_file(path)
+            status, detail = check_digest(entry, actual, user_sha)
+            return Resolved(name, path, status, detail, searched, actual)
+    return Resolved(name, None, "missing", "not found", searched)
+
+
+def require(name: str, user: dict | None = None) -> Path:
+    """Path of a verified known weight file; :class:`WeightsError` with the reason otherwise."""
+    res = resolve(name, user)
+    if not res.ok:
+        raise WeightsError(res.reason())
+    return res.path  # type: ignore[return-value]
 
 
 def verify_sha256(path: str | Path, expected: str | None) -> str:
@@ -36,3 +240,11 @@ def load_state_dict(path: str | Path, sha256: str | None = None) -> dict:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state
+
+
+def load_known(name: str, user: dict | None = None) -> tuple[dict, Resolved]:
+    """Resolve, verify and safely load a known weight file's state dict."""
+    res = resolve(name, user)
+    if not res.ok:
+        raise WeightsError(res.reason())
+    return load_state_dict(res.path, res.sha256), res

@@ -28,6 +28,7 @@ class MetricResult:
     overall: dict[str, float | None] = field(default_factory=dict)
     per_class: dict[int, dict[str, float | None]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # how values were computed (mode, weights used)
 
     def set_missing(self, name: str, reason: str) -> None:
         self.overall[name] = None
@@ -44,6 +45,12 @@ class MetricContext:
     device: torch.device
     gen: torch.Generator
     attack_extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Row of the data artifact's private_train_x for each row of private_x
+    # (an attack's extras["private_index"] indexes private_train_x).
+    private_source_index: torch.Tensor | None = None
+    dataset: str = ""  # registry name of the dataset
+    dataset_label: str = ""  # its label in the config
+    weights: dict = field(default_factory=dict)  # the config's weights: mapping (name -> path)
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -88,6 +95,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     labels = recon.pop("labels")
     images = recon.pop("images")
+    data_manifest = store.read_manifest(job["inputs"]["data"]["dir"])
     keep = torch.isin(data["private_train_y"], labels.unique())
     ctx = MetricContext(
         recon=images,
@@ -98,6 +106,10 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         device=device,
         gen=gen,
         attack_extras=recon,
+        private_source_index=torch.nonzero(keep).squeeze(1),
+        dataset=data_manifest["name"],
+        dataset_label=data_manifest["label"],
+        weights=job.get("options", {}).get("weights", {}),
     )
     fn = registry.load(registry.get("metric", job["name"]))
     result: MetricResult = fn(ctx, **job["spec"]["params"])
@@ -108,6 +120,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         "overall": result.overall,
         "per_class": {str(c): v for c, v in sorted(result.per_class.items())},
         "missing": result.missing,
+        "notes": result.notes,
     }
     store.write_json(Path(job["outdir"]) / "metrics.json", payload)
-    return ["metrics.json"], {"overall": result.overall, "missing": result.missing}, str(device)
+    summary = {"overall": result.overall, "missing": result.missing, "notes": result.notes}
+    return ["metrics.json"], summary, str(device)
