@@ -20,6 +20,9 @@ from mibench_core import store
 
 # Metric columns in display order (others follow alphabetically).
 METRIC_ORDER = ["acc1", "acc5", "knn_dist", "feat_dist", "eval_fd", "precision", "recall", "density", "coverage"]
+# issue 7 (metric fidelity)
+METRIC_ORDER += ["fid", "lpips", "psnr", "ssim", "facenet_dist"]
+METRIC_ORDER += [f"sok_{k}{d}" for k in ("", "alpha_") for d in ("ssim", "psnr", "mse")]
 
 
 def flatten(prefix: str, obj: Any, out: dict) -> dict:

@@ -26,6 +26,18 @@ METRIC_LABELS = {
     "recall": ("recall", "higher = more diverse"),
     "density": ("density", ""),
     "coverage": ("coverage", "higher = covers more private data"),
+    # issue 7 (metric fidelity)
+    "fid": ("FID (InceptionV3)", "lower = closer distribution"),
+    "lpips": ("LPIPS to nearest private", "lower = closer"),
+    "psnr": ("PSNR (dB)", "higher = closer"),
+    "ssim": ("SSIM", "higher = closer"),
+    "facenet_dist": ("FaceNet distance", "lower = same identity"),
+    "sok_ssim": ("SoK S-Dis (SSIM)", "higher = closer"),
+    "sok_psnr": ("SoK S-Dis (PSNR)", "higher = closer"),
+    "sok_mse": ("SoK S-Dis (MSE)", "lower = closer"),
+    "sok_alpha_ssim": ("SoK coverage alpha (SSIM)", "higher = more targets recovered"),
+    "sok_alpha_psnr": ("SoK coverage alpha (PSNR)", "higher = more targets recovered"),
+    "sok_alpha_mse": ("SoK coverage alpha (MSE)", "higher = more targets recovered"),
 }
 
 
