@@ -69,12 +69,13 @@ def build_inception(user_weights: dict | None = None) -> tuple[torch.nn.Module, 
 
 @torch.no_grad()
 def inception_features(model: torch.nn.Module, x01: torch.Tensor, batch_size: int = 50, desc: str = "") -> torch.Tensor:
-    """Pool3 features ``[N, 2048]`` of images in [0, 1] (1 or 3 channels)."""
+    """Pool3 features ``[N, 2048]`` of images in [0, 1] (float) or uint8 (1 or 3 channels)."""
     device = next(model.parameters()).device
     out = []
     starts = range(0, len(x01), batch_size)
     for s in progress(starts, desc=f"inception {desc}", unit="batch") if len(starts) > 1 else starts:
-        xb = x01[s : s + batch_size].float()
+        xb = x01[s : s + batch_size]
+        xb = xb.float().div(255.0) if xb.dtype == torch.uint8 else xb.float()
         if xb.shape[1] == 1:
             xb = xb.expand(-1, 3, -1, -1)
         out.append(model(xb.to(device))[0].squeeze(-1).squeeze(-1).double().cpu())
@@ -98,6 +99,6 @@ def fid(ctx: MetricContext, max_private: int | None = None, batch_size: int = 50
     res.notes["fid_weights"] = f"{found.path} ({found.detail})"
     res.notes["fid_samples"] = f"{len(ctx.recon)} reconstructions vs {len(private)} private images"
     fake = inception_features(model, ctx.recon.double().add(1).div(2).clamp(0, 1), batch_size, "recon")
-    real = inception_features(model, private.double().div(255.0), batch_size, "private")
+    real = inception_features(model, private, batch_size, "private")
     res.overall["fid"] = frechet_distance_features(fake, real)
     return res
