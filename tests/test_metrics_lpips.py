@@ -90,6 +90,7 @@ def test_lpips_end_to_end_equals_lpips_forward_to_the_nearest_private_image(home
         for i in range(len(recon)):
             refs = [px[j : j + 1].float() / 127.5 - 1 for j in range(len(px)) if py[j] == labels[i]]
             expected.append(min(ref_model(up(recon[i : i + 1]), up(r)).item() for r in refs))
+    assert min(expected) > 1e-3 and len(set(expected)) == len(expected)  # distinct, non-zero values
     assert res.overall["lpips"] == pytest.approx(np.mean(expected), rel=1e-5)
     assert res.per_class[0]["lpips"] == pytest.approx(np.mean(expected[:2]), rel=1e-5)
 
