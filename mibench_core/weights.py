@@ -6,7 +6,8 @@ Lookup order for a known weight file (first existing file wins; it is then
 verified, and a file that fails verification is an error, not skipped):
 
 1. an explicit path from the config's top-level ``weights:`` mapping
-   (``name: path`` or ``name: {path: ..., sha256: ...}``);
+   (``name: path`` or ``name: {path: ..., sha256: ...}``); when given, it
+   is the only place looked at;
 2. ``$MIBENCH_WEIGHTS/<filename>``;
 3. ``~/.cache/mibench/weights/<filename>``;
 4. the torch hub cache ``$TORCH_HOME/hub/checkpoints/<filename>`` (where
@@ -199,7 +200,10 @@ def resolve(name: str, user: dict | None = None) -> Resolved:
     """Find and verify a known weight file (see the module docstring for the order)."""
     entry = get(name)
     searched = candidates(name, user)
-    _, user_sha = user_spec(name, user)
+    explicit, user_sha = user_spec(name, user)
+    if explicit and not searched[0].is_file():
+        # a path the config names must exist: never silently use another copy instead
+        return Resolved(name, None, "missing", "the configured path does not exist", searched[:1])
     for path in searched:
         if path.is_file():
             actual = sha256_file(path)

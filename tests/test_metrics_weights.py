@@ -46,6 +46,9 @@ def test_lookup_order_explicit_then_env_then_mibench_cache_then_torch_hub(homes,
     _write(homes / "mw" / entry.filename, b"env")
     res = weights.resolve("fid-inception")
     assert res.path == homes / "mw" / entry.filename and res.status == "mismatch"
+    # a configured path is the only place looked at: a missing one is not replaced by a cached copy
+    res = weights.resolve("fid-inception", {"fid-inception": str(homes / "nope.pth")})
+    assert res.status == "missing" and res.searched == [homes / "nope.pth"]
 
 
 def test_missing_weights_name_every_place_looked(homes):
