@@ -74,6 +74,8 @@ class Node:
     inputs: dict[str, str]  # role -> node id
     files: tuple[str, ...]
     options: dict = field(default_factory=dict)  # run options outside the identity (data roots)
+    # Enters the id but not the seed (e.g. which weight files a metric would load).
+    identity_extra: dict = field(default_factory=dict)
     id: str = ""
     semantic: str = ""
     fingerprint: str = ""
@@ -133,7 +135,9 @@ class Plan:
             {"kind": node.kind, "spec": node.spec, "inputs": inputs_sem, "seed": self.config["seed"]}
         )
         node.fingerprint = fingerprint(node.files)
-        full = digest({"semantic": node.semantic, "inputs": node.inputs, "code": node.fingerprint})
+        full = digest(
+            {"semantic": node.semantic, "inputs": node.inputs, "code": node.fingerprint, "extra": node.identity_extra}
+        )
         node.id = f"{node.name}-{full[:HASH_LEN]}"
         node.seed = int(node.semantic[:8], 16)
         existing = self.nodes.get(node.id)
@@ -178,6 +182,17 @@ def _files(entry: registry.Entry, stage: str, *extra: registry.Entry) -> tuple[s
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
+    token: dict = {}
+
+    def weights_extra(entry: registry.Entry) -> dict:
+        if "weights.py" not in entry.files:
+            return {}
+        if not token:
+            from mibench_core.weights import presence_token
+
+            token.update(presence_token(config.get("weights")))
+        return {"weights": token}
+
     ev_cfg = config["evaluation"]
     for ds in config["datasets"]:
         ds_entry = registry.get("dataset", ds["name"])
@@ -284,6 +299,7 @@ def build(config: dict) -> Plan:
                                     },
                                     _files(met_entry, "metric"),
                                     options={"weights": config.get("weights", {})},
+                                    identity_extra=weights_extra(met_entry),
                                 )
                             )
                         )

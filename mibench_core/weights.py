@@ -252,3 +252,21 @@ def load_known(name: str, user: dict | None = None) -> tuple[dict, Resolved]:
     if not res.ok:
         raise WeightsError(res.reason())
     return load_state_dict(res.path, res.sha256), res
+
+
+def presence_token(user: dict | None = None) -> dict[str, str]:
+    """Which copy of each known weight file would be used (path, size, mtime) or ``absent``.
+
+    Cheap (stat calls only). The plan puts it into the ids of metrics that use
+    weights, so providing, replacing or removing a weight file recomputes
+    exactly those metrics instead of keeping a stale "missing" value.
+    """
+    out = {}
+    for name in KNOWN:
+        found = next((p for p in candidates(name, user) if p.is_file()), None)
+        if found is None:
+            out[name] = "absent"
+        else:
+            st = found.stat()
+            out[name] = f"{found}:{st.st_size}:{st.st_mtime_ns}"
+    return out

@@ -123,3 +123,16 @@ def test_plan_does_not_share_mutable_state_with_config():
     snapshot = copy.deepcopy(c)
     build(c)
     assert c == snapshot
+
+
+def test_providing_weights_recomputes_only_the_metrics_that_use_them(tmp_path, monkeypatch):
+    from mibench_core.weights import KNOWN
+
+    monkeypatch.setenv("MIBENCH_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    before = {n.label: n.id for n in build(cfg()).nodes.values()}
+    (tmp_path / KNOWN["fid-inception"].filename).write_bytes(b"weights")
+    after = {n.label: n.id for n in build(cfg()).nodes.values()}
+    changed = {label for label in before if before[label] != after[label]}
+    assert changed and all(label.endswith((".fid", ".lpips", ".facenet_distance")) for label in changed)
