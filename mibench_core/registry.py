@@ -153,6 +153,25 @@ PRIORS = _entries(
     #
     #
     # --- priors of the black-box attacks (issue 5) go below this line ---
+    Entry(
+        "lokt-tacgan",
+        "prior",
+        "mibench_core.priors.lokt_tacgan:train_prior",
+        "LOKT T-ACGAN (Nho et al. 2023): conditional GAN + class head, trained with the target's hard labels",
+        defaults={
+            "z_dim": 128,
+            "dim": 64,
+            "steps": 10000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "lr": 2e-4,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "lambda_cls": 1.0,
+        },
+        files=("priors/gmi_gan.py", "attacks/oracle.py"),
+        needs_target=True,
+    ),
 )
 
 ATTACKS = _entries(
@@ -179,6 +198,105 @@ ATTACKS = _entries(
     #
     #
     # --- black-box and label-only attacks (issue 5) go below this line ---
+    Entry(
+        "brep-mi",
+        "attack",
+        "mibench_core.attacks.brep:run_attack",
+        "BREP-MI (Kahla et al. 2022): label-only boundary repulsion, sphere sampling with growing radius",
+        defaults={
+            "per_class": 8,
+            "sphere_points": 32,
+            "initial_radius": 2.0,
+            "expansion": 1.3,
+            "grow_threshold": 0.75,
+            "max_step": 3.0,
+            "clip_z": 1.5,
+            "max_iters_at_radius": 1000,
+            "max_iterations": None,
+            "init_batch": 256,
+            "max_init_batches": 1000,
+        },
+        files=("attacks/oracle.py",),
+        priors=("gmi-gan",),
+        access="label",
+    ),
+    Entry(
+        "rlb-mi",
+        "attack",
+        "mibench_core.attacks.rlb:run_attack",
+        "RLB-MI (Han et al. 2023): Soft Actor-Critic agent in latent space, rewards from probabilities",
+        defaults={
+            "per_class": 8,
+            "episodes": 40000,
+            "max_step": 1,
+            "alpha": 0.0,
+            "hidden": 256,
+            "gamma": 0.99,
+            "tau": 0.01,
+            "lr": 5e-4,
+            "batch_size": 256,
+            "buffer_size": 1000000,
+        },
+        files=("attacks/oracle.py",),
+        priors=("gmi-gan",),
+        access="probabilities",
+    ),
+    Entry(
+        "lokt",
+        "attack",
+        "mibench_core.attacks.lokt:run_attack",
+        "LOKT (Nho et al. 2023): surrogates trained on T-ACGAN samples labelled by the target, attacked white-box",
+        defaults={
+            "per_class": 8,
+            "n_surrogates": 3,
+            "surrogate_width": 32,
+            "surrogate_samples": 50000,
+            "surrogate_epochs": 10,
+            "surrogate_batch_size": 128,
+            "surrogate_lr": 1e-3,
+            "iterations": 600,
+            "lr": 0.1,
+            "n_views": 2,
+        },
+        files=("attacks/oracle.py", "models/classifiers.py", "priors/lokt_tacgan.py", "priors/gmi_gan.py"),
+        priors=("lokt-tacgan",),
+        access="label",
+    ),
+    Entry(
+        "secretgen-bb",
+        "attack",
+        "mibench_core.attacks.secretgen:run_attack",
+        "SecretGen black-box (Yuan et al. 2022): latent selection by label, discriminator-only optimisation",
+        defaults={
+            "per_class": 8,
+            "n_candidates": 5000,
+            "iterations": 1500,
+            "lr": 0.02,
+            "check_every": 50,
+        },
+        files=("attacks/oracle.py",),
+        priors=("gmi-gan",),
+        access="label",
+    ),
+    Entry(
+        "learning-inversion",
+        "attack",
+        "mibench_core.attacks.learning_inversion:run_attack",
+        "learning-based inversion (Yang et al. 2019): inversion network from (top-k) predictions to images",
+        defaults={
+            "per_class": 8,
+            "top_k": None,
+            "c": 50.0,
+            "ngf": 128,
+            "epochs": 100,
+            "batch_size": 128,
+            "lr": 2e-4,
+            "beta1": 0.5,
+            "beta2": 0.999,
+        },
+        files=("attacks/oracle.py",),
+        access="top-k",
+    ),
     #
     #
     #

@@ -1,0 +1,199 @@
+"""LOKT's target-assisted ACGAN (T-ACGAN) prior (Nho et al., "Label-Only Model
+Inversion Attacks via Knowledge Transfer", NeurIPS 2023).
+
+A conditional generator G(z, y) and a discriminator D with two heads on a
+shared trunk: an adversarial head and a class head C (K outputs, one per
+target class). The target is used only through its *hard labels*:
+
+* the public images are pseudo-labelled by the target once (label queries);
+* every generated batch is labelled by the target (label queries);
+* D: hinge adversarial loss on public vs generated images +
+  CE(C(x_pub), T-label) + CE(C(G(z, y)), T-label of G(z, y));
+* G: -adv(G(z, y)) + ``lambda_cls`` * CE(C(G(z, y)), y).
+
+So G learns to produce images the target labels y, and C∘D learns to
+imitate the target's decisions; both later stand in for the target in a
+white-box attack (mibench_core.attacks.lokt).
+
+Threat model by construction: this module builds a label-only
+:class:`~mibench_core.attacks.oracle.Oracle` from the target artifact in
+:func:`train_prior`; :func:`train_tacgan`, which does the training, receives
+only that oracle, never the model. Queries are recorded in the manifest
+(``queries``) and added to the attack's count.
+
+Architectures: G is the GMI/DCGAN generator whose input is z concatenated
+with one-hot(y); D is the GMI critic trunk with spectral normalisation
+(stabilises the hinge loss) and the two linear heads. Optimiser: Adam
+lr 2e-4, betas (0, 0.9), ``n_dis`` 5 D steps per G step (the SNGAN settings
+of the PLG-MI code base LOKT builds on, as we read it); ``lambda_cls`` 1.
+The CPU default trains far fewer steps than the paper.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from mibench_core import store
+from mibench_core.data.common import to_model_range
+from mibench_core.priors.gmi_gan import Generator, _n_blocks
+from mibench_core.runtime import pick_device, progress, seed_everything
+
+log = logging.getLogger("mibench.prior")
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): the DCGAN generator on [z, one-hot(y)]."""
+
+    def __init__(self, z_dim: int, num_classes: int, dim: int, channels: int, resolution: int):
+        super().__init__()
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.net = Generator(z_dim + num_classes, dim, channels, resolution)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1))
+
+
+class ACDiscriminator(nn.Module):
+    """Shared convolutional trunk, an adversarial head and a class head."""
+
+    def __init__(self, num_classes: int, dim: int, channels: int, resolution: int):
+        super().__init__()
+        n_down = _n_blocks(resolution)
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(channels, dim, 5, 2, 2)), nn.LeakyReLU(0.2)]
+        c = dim
+        for _ in range(n_down - 1):
+            layers += [spectral_norm(nn.Conv2d(c, 2 * c, 5, 2, 2)), nn.LeakyReLU(0.2)]
+            c *= 2
+        layers += [nn.Flatten()]
+        self.trunk = nn.Sequential(*layers)
+        feat = c * 16
+        self.adv = spectral_norm(nn.Linear(feat, 1))
+        self.cls = nn.Linear(feat, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)
+        return self.adv(h).view(-1), self.cls(h)
+
+
+@dataclass
+class TACGANPrior:
+    generator: ConditionalGenerator
+    discriminator: ACDiscriminator
+    z_dim: int
+    num_classes: int
+    queries: int  # label queries spent training this prior
+
+    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=gen)
+
+
+def train_tacgan(
+    public: torch.Tensor, oracle, params: dict, device: torch.device, gen: torch.Generator
+) -> tuple[ConditionalGenerator, ACDiscriminator, list[dict]]:
+    """Train T-ACGAN from public uint8 images and a label-only oracle (never the model)."""
+    if getattr(oracle, "access", None) != "label":
+        raise TypeError("T-ACGAN is trained through a label-only oracle")
+    p = params
+    K = oracle.num_classes
+    channels, resolution = public.shape[1], public.shape[-1]
+    G = ConditionalGenerator(p["z_dim"], K, p["dim"], channels, resolution).to(device)
+    D = ACDiscriminator(K, p["dim"], channels, resolution).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
+    with torch.no_grad():
+        pub_y = torch.cat([oracle(to_model_range(public[i : i + 512]).to(device)) for i in range(0, len(public), 512)])
+    bs, n = p["batch_size"], len(public)
+    perm, cursor = torch.randperm(n, generator=gen), 0
+    history = []
+    bar = progress(range(p["steps"]), desc="lokt-tacgan", unit="G-step")
+    for step in bar:
+        for _ in range(p["n_dis"]):
+            if cursor + bs > n:
+                perm, cursor = torch.randperm(n, generator=gen), 0
+            idx = perm[cursor : cursor + bs]
+            cursor += bs
+            real, real_y = to_model_range(public[idx]).to(device), pub_y[idx].to(device)
+            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
+            y = torch.randint(0, K, (bs,), generator=gen).to(device)
+            with torch.no_grad():
+                fake = G(z, y)
+                fake_y = oracle(fake)  # the target's hard labels of generated images
+            adv_r, cls_r = D(real)
+            adv_f, cls_f = D(fake)
+            loss_adv = F.relu(1 - adv_r).mean() + F.relu(1 + adv_f).mean()
+            loss_cls = F.cross_entropy(cls_r, real_y) + F.cross_entropy(cls_f, fake_y)
+            loss_d = loss_adv + loss_cls
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
+        y = torch.randint(0, K, (bs,), generator=gen).to(device)
+        adv, cls = D(G(z, y))
+        loss_g = -adv.mean() + p["lambda_cls"] * F.cross_entropy(cls, y)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if step % 50 == 0 or step == p["steps"] - 1:
+            agree = (cls_f.argmax(1) == fake_y).float().mean().item()
+            history.append(
+                {"step": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(), "cls_agreement_fake": agree}
+            )
+            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", agree=f"{agree:.2f}")
+    G.eval()
+    D.eval()
+    return G, D, history
+
+
+def train_prior(job: dict) -> tuple[list[str], dict, str]:
+    from torchvision.utils import save_image
+
+    from mibench_core.attacks.oracle import build_oracle
+
+    device = pick_device(job["device"])
+    gen = seed_everything(job["seed"])
+    p = job["spec"]["params"]
+    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
+    public = data["public_x"]
+    # The target is reachable only through this label-only oracle.
+    oracle = build_oracle(job["inputs"]["target"]["dir"], "label", device)
+    G, D, history = train_tacgan(public, oracle, p, device, gen)
+    K = oracle.num_classes
+    outdir = Path(job["outdir"])
+    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
+    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
+    with torch.no_grad():
+        rows = 8
+        y = torch.arange(K).repeat_interleave(rows).to(device)
+        samples = G(torch.randn(len(y), p["z_dim"], generator=gen).to(device), y).cpu()
+    with store.atomic_path(outdir / "samples.png") as tmp:
+        save_image(samples.add(1).div(2), str(tmp), nrow=rows, format="png")
+    results = {
+        "z_dim": p["z_dim"],
+        "num_classes": K,
+        "channels": public.shape[1],
+        "resolution": public.shape[-1],
+        "queries": oracle.queries,
+        "history": history,
+    }
+    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+
+
+def load(prior_dir: str | Path, device="cpu") -> TACGANPrior:
+    manifest = store.read_manifest(prior_dir)
+    p, res = manifest["spec"]["params"], manifest["results"]
+    G = ConditionalGenerator(p["z_dim"], res["num_classes"], p["dim"], res["channels"], res["resolution"])
+    D = ACDiscriminator(res["num_classes"], p["dim"], res["channels"], res["resolution"])
+    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
+    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
+    for net in (G, D):
+        net.to(device).eval()
+        for q in net.parameters():
+            q.requires_grad_(False)
+    return TACGANPrior(G, D, p["z_dim"], res["num_classes"], res["queries"])
