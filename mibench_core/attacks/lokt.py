@@ -50,7 +50,7 @@ def random_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     scale = torch.empty(n).uniform_(0.8, 1.0, generator=gen).sqrt()  # area fraction -> side
     angle = torch.empty(n).uniform_(-5, 5, generator=gen) * math.pi / 180
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    shift = (1 - scale) * torch.empty(n, 2).uniform_(-1, 1, generator=gen)
+    shift = (1 - scale)[:, None] * torch.empty(n, 2).uniform_(-1, 1, generator=gen)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     row0 = torch.stack([cos * flip, -sin, shift[:, 0]], 1)
     row1 = torch.stack([sin * flip, cos, shift[:, 1]], 1)

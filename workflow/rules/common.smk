@@ -58,6 +58,7 @@ def final_targets():
         *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
         *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],
         # --- targets of issue 5 (black-box figures) go below this line ---
+        f"{REPORTS}/figures/queries.png",
         #
         #
         # --- targets of issue 6 (defense perspectives) go below this line ---

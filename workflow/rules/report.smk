@@ -111,6 +111,29 @@ rule plot_prior_samples:
 
 
 # --- rules of issue 5 (black-box figures) go below this line ---
+
+
+rule plot_queries:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        figure=report(
+            f"{REPORTS}/figures/queries.png",
+            caption="../report/queries.rst",
+            category="Results",
+            subcategory="Queries",
+        ),
+    log:
+        f"{R}/logs/report/plot_queries.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
+
 #
 #
 #

@@ -25,5 +25,7 @@ elif rule == "plot_reconstructions":
     figures.reconstruction_grid(str(Path(sm.input.recon).parent), str(Path(sm.input.data).parent), sm.output.figure)
 elif rule == "plot_prior_samples":
     figures.prior_samples(str(Path(sm.input.generator).parent), sm.output.figure)
+elif rule == "plot_queries":
+    figures.queries_chart(sm.input.attacks, sm.output.figure)
 else:
     raise SystemExit(f"report.py: no handler for rule {rule!r}")
