@@ -187,12 +187,12 @@ def test_secretgen_attack_smoke(tmp_path):
 
 def test_learning_inversion_smoke_and_encoding(tmp_path):
     ctx = _tiny_setup(tmp_path, "top-k", top_k=2)
-    res = learning_inversion.run_attack(ctx, 2, 2, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999)
+    res = learning_inversion.run_attack(ctx, 2, 2, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999, 30)
     _check(res, ctx, 6)
     idx = res.extras["private_index"]
     y = store.load_tensors(tmp_path / "data.safetensors")["private_train_y"]
     assert torch.equal(y[idx], res.labels)
-    assert ctx.oracle.queries == 40 + 6
+    assert ctx.oracle.queries == 30 + 6
     enc = learning_inversion.prediction_encoding(torch.tensor([[0.7, 0.2, 0.1]]), 2, 50.0)
     assert enc[0, 2] == 0 and enc[0, 0].item() == pytest.approx(math.log(0.7) + 50)
 
@@ -220,7 +220,7 @@ def test_lokt_trains_only_through_label_oracle_and_attacks(tmp_path, monkeypatch
 
     monkeypatch.setattr(lokt_tacgan, "train_tacgan", guarded)
     params = {"z_dim": 8, "dim": 8, "steps": 2, "batch_size": 8, "n_dis": 2}
-    params.update(lr=2e-4, beta1=0.0, beta2=0.9, lambda_cls=1.0)
+    params.update(lr=2e-4, beta1=0.0, beta2=0.9, lambda_cls=1.0, public_samples=None)
     job = {
         "device": "cpu", "seed": 0, "outdir": str(tmp_path / "prior"), "spec": {"params": params},
         "inputs": {"data": {"dir": str(tmp_path)}, "target": {"dir": str(tdir)}},

@@ -24,7 +24,8 @@ setting; the paper also studies truncation). M's truncation uses the same k.
 
 Ours: the decoder depth follows the resolution (any power of two >= 8; the
 paper's 64x64 has four up-sampling blocks); ``epochs`` and ``ngf`` are
-scaled down for the CPU. The public set is queried once and its answers are
+scaled down for the CPU, and ``public_samples`` (None: all) caps the public
+images used (each costs a target query). The public set is queried once and its answers are
 reused every epoch (the authors query T inside the training loop; with a
 deterministic API the answers are the same, so this only saves queries).
 
@@ -84,10 +85,13 @@ def run_attack(
     lr: float,
     beta1: float,
     beta2: float,
+    public_samples: int | None,
 ) -> AttackResult:
     oracle, dev = ctx.oracle, ctx.device
     k = top_k or ctx.num_classes
     public = ctx.public_images()
+    if public_samples is not None and public_samples < len(public):
+        public = public[torch.randperm(len(public), generator=ctx.gen)[:public_samples]]
     with torch.no_grad():
         pub_pred = torch.cat([oracle(to_model_range(public[i : i + 512]).to(dev)) for i in range(0, len(public), 512)])
     net = InversionNet(ctx.num_classes, ctx.channels, ctx.resolution, ngf, k, c).to(dev)

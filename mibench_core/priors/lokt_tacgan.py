@@ -26,7 +26,8 @@ with one-hot(y); D is the GMI critic trunk with spectral normalisation
 (stabilises the hinge loss) and the two linear heads. Optimiser: Adam
 lr 2e-4, betas (0, 0.9), ``n_dis`` 5 D steps per G step (the SNGAN settings
 of the PLG-MI code base LOKT builds on, as we read it); ``lambda_cls`` 1.
-The CPU default trains far fewer steps than the paper.
+The CPU default trains far fewer steps than the paper and caps the public
+images (``public_samples``; None: all), since each one costs a label query.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     p = job["spec"]["params"]
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     public = data["public_x"]
+    if p["public_samples"] is not None and p["public_samples"] < len(public):
+        public = public[torch.randperm(len(public), generator=gen)[: p["public_samples"]]]
     # The target is reachable only through this label-only oracle.
     oracle = build_oracle(job["inputs"]["target"]["dir"], "label", device)
     G, D, history = train_tacgan(public, oracle, p, device, gen)
