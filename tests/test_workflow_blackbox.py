@@ -35,6 +35,8 @@ def test_blackbox_attacks_end_to_end(tmp_path):
     assert df.loc[black, "queries"].notna().all() and (df.loc[black, "queries"] > 0).all()
     assert pd.isna(df.loc["gmi", "queries"])
     assert df.loc[black, "acc1"].notna().all()
+    # learning-based inversion is per-sample: PSNR to each reconstruction's own private image
+    assert pd.notna(df.loc["learning-inversion", "psnr"])
     # LOKT's count includes the queries its T-ACGAN prior spent
     assert df.loc["lokt", "queries"] > df.loc["lokt", "num_reconstructions"]
     assert (tmp_path / "reports" / "figures" / "queries.png").stat().st_size > 1000

@@ -164,31 +164,35 @@ def markdown_table(attacks_parquet: str, out: str) -> None:
 
 def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
     """Attack success (``metric``, Acc@1 of the evaluation model) against the number of
-    target queries, one point per run with counted queries (log x axis). White-box runs
-    have no queries; they are listed under the axes, not drawn at 0."""
+    target queries, one point per run with counted queries (log x axis). Runs without
+    counted queries (white-box) or without the metric are listed under the axes, never
+    drawn at 0."""
     import pandas as pd
 
     df = pd.read_parquet(attacks_parquet)
     if "queries" not in df.columns:
         df["queries"] = None
-    has_metric = metric in df.columns
-    counted = df[df["queries"].notna() & (df["queries"] > 0)] if len(df) else df
+    if metric not in df.columns:
+        df[metric] = None
+    counted = df[df["queries"].notna()]
+    counted = counted[counted["queries"] > 0]
+    drawn = counted[counted[metric].notna()]
+    # several targets / defenses: name each point by them
+    tag_cols = [c for c in ("dataset", "target", "defense") if c in df.columns and df[c].nunique() > 1]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^vP*Xh<>p"
-    names = sorted(counted["attack"].unique()) if len(counted) else []
-    for i, name in enumerate(names):
-        sub = counted[counted["attack"] == name]
-        drawn = sub[sub[metric].notna()] if has_metric else sub.iloc[0:0]
-        if len(drawn):
-            ax.scatter(drawn["queries"], drawn[metric], marker=markers[i % len(markers)], s=50, label=name)
-        for _, row in sub.iterrows():
-            if not has_metric or pd.isna(row[metric]):
-                ax.annotate(f"{name}: {metric} missing", (row["queries"], 0), fontsize=7, color="#a00")
-    if len(counted):
+    for i, name in enumerate(sorted(drawn["attack"].unique())):
+        sub = drawn[drawn["attack"] == name]
+        ax.scatter(sub["queries"], sub[metric], marker=markers[i % len(markers)], s=50, label=name)
+        if tag_cols:
+            for _, row in sub.iterrows():
+                tag = ".".join(str(row[c]) for c in tag_cols)
+                ax.annotate(tag, (row["queries"], row[metric]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+    if len(drawn):
         ax.set_xscale("log")
         ax.legend(fontsize=8, loc="best")
     else:
-        ax.text(0.5, 0.5, "no run with counted queries", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no run with counted queries and a value", ha="center", va="center", transform=ax.transAxes)
     title, hint = METRIC_LABELS.get(metric, (metric, ""))
     ax.set_xlabel("target queries per run (log scale)")
     ax.set_ylabel(title)
@@ -196,8 +200,13 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
         ax.set_ylim(-0.05, 1.05)
     ax.set_title(f"attack success vs. queries ({hint})" if hint else "attack success vs. queries", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    uncounted = sorted(set(df["run"]) - set(counted["run"])) if len(df) else []
+    notes = []
+    uncounted = sorted(set(df["run"]) - set(counted["run"]))
     if uncounted:
-        text = "no counted queries (white-box): " + ", ".join(uncounted)
-        fig.text(0.01, -0.02, text, fontsize=7, ha="left", va="top", wrap=True)
+        notes.append("no counted queries (white-box): " + ", ".join(uncounted))
+    no_value = sorted(set(counted["run"]) - set(drawn["run"]))
+    if no_value:
+        notes.append(f"{metric} missing: " + ", ".join(no_value))
+    if notes:
+        fig.text(0.01, -0.02, "\n".join(notes), fontsize=7, ha="left", va="top", wrap=True)
     _savefig(fig, out)
