@@ -33,7 +33,7 @@ def test_default_and_smoke_configs_validate():
         (lambda c: c["attacks"][0].update(learning_rate=0.1), "attacks[0].learning_rate", ["valid: ", "lr"]),
         (lambda c: c["attacks"][0].update(iterations="many"), "attacks[0].iterations", ["expected int"]),
         (lambda c: c["attacks"][0].update(prior="nope"), "attacks[0].prior", ["no prior labelled 'nope'"]),
-        (lambda c: c["metrics"].append({"name": "accuracy"}), "metrics[5].label", ["also used by metrics[0]"]),
+        (lambda c: c["metrics"].insert(1, {"name": "accuracy"}), "metrics[1].label", ["also used by metrics[0]"]),
         (lambda c: c["targets"][0]["train"].update(epochs=0), "targets[0].train.epochs", ["minimum"]),
         (lambda c: c.update(devise="cpu"), "<root>", ["devise"]),
         (lambda c: c["evaluation"].update(arch="mcnn"), "evaluation.arch", ["different architecture"]),
