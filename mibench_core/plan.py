@@ -182,16 +182,17 @@ def _files(entry: registry.Entry, stage: str, *extra: registry.Entry) -> tuple[s
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
-    token: dict = {}
 
-    def weights_extra(entry: registry.Entry) -> dict:
-        if "weights.py" not in entry.files:
-            return {}
-        if not token:
-            from mibench_core.weights import presence_token
+    met_entries = [registry.get("metric", met["name"]) for met in config["metrics"]]
+    metrics_spec = {
+        "metrics": [{"name": m["name"], "label": m["label"], "params": m["params"]} for m in config["metrics"]]
+    }
+    metrics_files = tuple(sorted({f for e in met_entries for f in _files(e, "metric")}))
+    metrics_extra: dict = {}
+    if any("weights.py" in e.files for e in met_entries):
+        from mibench_core.weights import presence_token
 
-            token.update(presence_token(config.get("weights")))
-        return {"weights": token}
+        metrics_extra = {"weights": presence_token(config.get("weights"))}
 
     ev_cfg = config["evaluation"]
     for ds in config["datasets"]:
@@ -281,28 +282,20 @@ def build(config: dict) -> Plan:
                             _files(atk_entry, "attack"),
                         )
                     )
-                    metric_ids = []
-                    for met in config["metrics"]:
-                        met_entry = registry.get("metric", met["name"])
-                        metric_ids.append(
-                            plan.add(
-                                Node(
-                                    "metric",
-                                    met["name"],
-                                    f"{run_label}.{met['label']}",
-                                    {"name": met["name"], "params": met["params"]},
-                                    {
-                                        "attack": attack_id,
-                                        "evaluation": eval_id,
-                                        "target": target_id,
-                                        "data": data_id,
-                                    },
-                                    _files(met_entry, "metric"),
-                                    options={"weights": config.get("weights", {})},
-                                    identity_extra=weights_extra(met_entry),
-                                )
-                            )
+                    # One job computes every configured metric of a run: they share
+                    # the evaluation model's features of the private images.
+                    metrics_id = plan.add(
+                        Node(
+                            "metric",
+                            "metrics",
+                            f"{run_label}.metrics",
+                            metrics_spec,
+                            {"attack": attack_id, "evaluation": eval_id, "target": target_id, "data": data_id},
+                            metrics_files,
+                            options={"weights": config.get("weights", {})},
+                            identity_extra=metrics_extra,
                         )
+                    )
                     plan.runs.append(
                         Run(
                             run_label,
@@ -312,7 +305,7 @@ def build(config: dict) -> Plan:
                             atk.get("prior"),
                             atk["label"],
                             attack_id,
-                            metric_ids,
+                            [metrics_id],
                         )
                     )
     return plan

@@ -81,7 +81,7 @@ def test_changing_an_attack_hyperparameter_reruns_attack_metrics_and_reports_onl
     override.write_text("attacks:\n  - {name: gmi, prior: gmi-gan, per_class: 4, iterations: 11, restarts: 2}\n")
     out = snakemake(smoke_run, "-n", "--configfile", str(SMOKE), str(override)).stdout
     stats = out[out.index("Job stats") :]
-    assert "run_attack" in stats and "compute_metric" in stats and "aggregate_results" in stats
+    assert "run_attack" in stats and "compute_metrics" in stats and "aggregate_results" in stats
     for rule in ("prepare_data", "train_model", "train_prior"):
         assert rule not in stats
 
@@ -89,12 +89,12 @@ def test_changing_an_attack_hyperparameter_reruns_attack_metrics_and_reports_onl
 def test_a_lost_artifact_is_rebuilt_alone(smoke_run):
     # Snakemake rebuilds a missing intermediate only when something downstream must run
     # (intermediates may be deleted to save space); losing a table forces it.
-    manifest = next((smoke_run / "results" / "smoke" / "metrics").glob("prdc-*/manifest.json"))
+    manifest = next((smoke_run / "results" / "smoke" / "metrics").glob("metrics-*/manifest.json"))
     manifest.unlink()
     (smoke_run / "results" / "smoke" / "tables" / "attacks.parquet").unlink()
     out = snakemake(smoke_run, "-n").stdout
     stats = out[out.index("Job stats") :]
-    assert "compute_metric" in stats and "aggregate_results" in stats
+    assert "compute_metrics" in stats and "aggregate_results" in stats
     assert "run_attack" not in stats and "train_model" not in stats
     snakemake(smoke_run, "--cores", "2")
     assert manifest.exists()

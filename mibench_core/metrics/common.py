@@ -12,7 +12,9 @@ classes (the data the attack tries to recover).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,17 +113,36 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         dataset_label=data_manifest["label"],
         weights=job.get("options", {}).get("weights", {}),
     )
-    fn = registry.load(registry.get("metric", job["name"]))
-    result: MetricResult = fn(ctx, **job["spec"]["params"])
-    for name, value in result.overall.items():
-        if value is not None and not math.isfinite(value):
-            result.set_missing(name, f"non-finite value {value}")
+    combined = MetricResult()
+    timings = {}
+    for met in job["spec"]["metrics"]:
+        t0 = time.time()
+        # each metric its own stream, so adding or reordering metrics changes no other value
+        ctx.gen = torch.Generator().manual_seed(
+            job["seed"] ^ int(hashlib.sha256(met["label"].encode()).hexdigest()[:8], 16)
+        )
+        fn = registry.load(registry.get("metric", met["name"]))
+        result: MetricResult = fn(ctx, **met["params"])
+        timings[met["label"]] = round(time.time() - t0, 3)
+        # two entries of one metric (different params) keep their values apart by label
+        suffix = "" if met["label"] == met["name"] else f".{met['label']}"
+        for name, value in result.overall.items():
+            if value is not None and not math.isfinite(value):
+                value = None
+                result.missing.setdefault(name, f"non-finite value {result.overall[name]}")
+            combined.overall[name + suffix] = value
+        for name, reason in result.missing.items():
+            combined.missing[name + suffix] = reason
+        for name, note in result.notes.items():
+            combined.notes[name + suffix] = note
+        for c, vals in result.per_class.items():
+            combined.per_class.setdefault(c, {}).update({k + suffix: v for k, v in vals.items()})
     payload = {
-        "overall": result.overall,
-        "per_class": {str(c): v for c, v in sorted(result.per_class.items())},
-        "missing": result.missing,
-        "notes": result.notes,
+        "overall": combined.overall,
+        "per_class": {str(c): v for c, v in sorted(combined.per_class.items())},
+        "missing": combined.missing,
+        "notes": combined.notes,
     }
     store.write_json(Path(job["outdir"]) / "metrics.json", payload)
-    summary = {"overall": result.overall, "missing": result.missing, "notes": result.notes}
+    summary = {"overall": combined.overall, "missing": combined.missing, "notes": combined.notes, "seconds": timings}
     return ["metrics.json"], summary, str(device)

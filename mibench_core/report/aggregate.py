@@ -94,7 +94,7 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
             payload = store.read_json(Path(mm["_dir"]) / "metrics.json")
             row.update(payload["overall"])
             missing.update(payload["missing"])
-            row[f"metric_id.{mm['name']}"] = mm["id"]
+            row["metrics_id"] = mm["id"]
             row["metric_wall_s"] = row.get("metric_wall_s", 0.0) + mm["wall_time_s"]
             for c, vals in payload["per_class"].items():
                 per_class.setdefault(c, {}).update(vals)

@@ -1,7 +1,7 @@
-# Stage 5: one metric of one attack run per job.
+# Stage 5: every configured metric of one attack run, in one job (shared evaluation features).
 
 
-rule compute_metric:
+rule compute_metrics:
     input:
         node_inputs,
     output:
