@@ -97,7 +97,7 @@ class DPSGD(Defense):
                 {"epoch": epoch + 1, "loss": total_loss / max(1, seen), "train_acc": total_correct / max(1, seen),
                  "val_acc": val_acc, "epsilon": eps}
             )  # fmt: skip
-            log.info("epoch %d: loss %.4f val acc %.4f epsilon %.3f", epoch + 1, total_loss / max(1, seen), val_acc, eps)
+            log.info("epoch %d: loss %.4f val acc %.4f epsilon %.3f", epoch + 1, history[-1]["loss"], val_acc, eps)
             if train_cfg["select_best_on_val"] and val_acc == val_acc and val_acc > best_val:
                 best_val, best_state = val_acc, copy.deepcopy(model.state_dict())
         bar.close()
