@@ -127,7 +127,7 @@ def _plain(df):
 
 
 def _undefended(df):
-    return _plain(df)[df["target.defense.name"] == "none"]
+    return df[(df["output_defense"] == "none") & (df["target.defense.name"] == "none")]
 
 
 def _defense_extra_cols(df) -> list[str]:
