@@ -68,7 +68,9 @@ def markdown(df, cols: list[str], title: str, note: str = "") -> str:
     cols = [c for c in cols if c in df.columns]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+        # defense facts (epsilon, robust accuracy) do not apply to other defenses: n/a, not missing
+        cells = ["n/a" if c.startswith("target_defense.") and _fmt(row[c]) == "missing" else _fmt(row[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
