@@ -93,3 +93,39 @@ def test_defense_configs_validate_and_plan(path):
     plan = build(validate(cfg))
     names = {r.defense for r in plan.runs}
     assert len(names) >= 4 and "none" in names
+
+
+def test_attack_stage_applies_the_output_processing_of_the_spec(tmp_path, monkeypatch):
+    import torch
+
+    from mibench_core import store
+    from mibench_core.attacks import common, learning_inversion
+    from mibench_core.models.classifiers import MCNN
+
+    tdir, ddir = tmp_path / "target", tmp_path / "data"
+    store.save_tensors(tdir / "model.safetensors", MCNN(3, 1, 8, width=4).state_dict())
+    store.write_json(
+        tdir / "manifest.json",
+        {
+            "spec": {"arch": "mcnn", "arch_params": {"width": 4}, "defense": {"name": "none", "params": {}}},
+            "results": {"num_classes": 3, "channels": 1, "resolution": 8},
+        },
+    )
+    store.save_tensors(ddir / "data.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    seen = []
+
+    def fake_attack(ctx, **params):
+        seen.append(ctx.oracle(torch.randn(4, 1, 8, 8)))
+        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+
+    monkeypatch.setattr(learning_inversion, "run_attack", fake_attack)
+    for i, output in enumerate((None, {"name": "label_only", "params": {}})):
+        job = {
+            "device": "cpu", "seed": 0, "name": "learning-inversion", "outdir": str(tmp_path / f"out{i}"),
+            "spec": {"params": {"top_k": 3}, **({"output": output} if output else {})},
+            "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}},
+        }  # fmt: skip
+        common.run(job)
+    plain, processed = seen
+    assert not set(plain.unique().tolist()) <= {0.0, 1.0}  # probabilities
+    assert set(processed.unique().tolist()) <= {0.0, 1.0} and torch.equal(processed.sum(1), torch.ones(4))
