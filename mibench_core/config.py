@@ -151,7 +151,7 @@ def validate(config: dict) -> dict:
             )
 
     for section, kind, extra in (
-        ("defenses", "defense", ()),
+        ("defenses", "defense", ("targets", "datasets")),
         ("priors", "prior", ()),
         ("attacks", "attack", ("prior",)),
         ("metrics", "metric", ()),
@@ -174,6 +174,9 @@ def validate(config: dict) -> dict:
             raise ConfigError(
                 f"config key 'weights.{name}': unknown weight file; known: {', '.join(sorted(weights.KNOWN))}"
             )
+
+    _check_defense_scopes(cfg)
+    _check_output_defenses(cfg)
 
     prior_by_label = {p["label"]: p for p in cfg["priors"]}
     for i, atk in enumerate(cfg["attacks"]):
@@ -199,3 +202,44 @@ def validate(config: dict) -> dict:
                 f"{' or '.join(entry.priors)}, but {atk['prior']!r} is a {prior['name']!r}"
             )
     return cfg
+
+
+def _check_defense_scopes(cfg: dict) -> None:
+    """A defense's optional ``targets`` / ``datasets`` lists must name configured labels."""
+    for i, dfn in enumerate(cfg["defenses"]):
+        for key, section in (("targets", "targets"), ("datasets", "datasets")):
+            if key not in dfn:
+                continue
+            known = [item["label"] for item in cfg[section]]
+            if not isinstance(dfn[key], list) or not dfn[key]:
+                raise ConfigError(f"config key 'defenses[{i}].{key}': expected a non-empty list of {section} labels")
+            for label in dfn[key]:
+                if label not in known:
+                    raise ConfigError(
+                        f"config key 'defenses[{i}].{key}': no {section[:-1]} labelled {label!r}; "
+                        f"configured: {', '.join(known)}"
+                    )
+
+
+def _check_output_defenses(cfg: dict) -> None:
+    """Output processing entries: names and parameters from mibench_core.defenses.OUTPUT_PROCESSING."""
+    from mibench_core.defenses import OUTPUT_PROCESSING
+
+    for i, item in enumerate(cfg["output_defenses"]):
+        name = item["name"]
+        if name not in OUTPUT_PROCESSING:
+            raise ConfigError(
+                f"config key 'output_defenses[{i}].name': unknown output processing {name!r}; "
+                f"valid: {', '.join(sorted(OUTPUT_PROCESSING))}"
+            )
+        defaults, description = OUTPUT_PROCESSING[name]
+        entry = registry.Entry(name, "output processing", "mibench_core.defenses.output:make_postprocess",
+                               description, defaults=defaults)  # fmt: skip
+        params = _check_params(item, entry, ["output_defenses", i], ())
+        cfg["output_defenses"][i] = {"name": name, **({"label": item["label"]} if "label" in item else {}),
+                                     "params": params}  # fmt: skip
+    for item in cfg["output_defenses"]:
+        if "label" not in item:
+            p = item["params"]
+            item["label"] = item["name"] + "".join(str(v) for _, v in sorted(p.items())).replace(".", "p")
+    _labels(cfg["output_defenses"], "name", "output_defenses")

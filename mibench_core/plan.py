@@ -116,6 +116,7 @@ class Run:
     attack: str
     attack_id: str
     metric_ids: list[str]
+    output_defense: str | None = None  # label of the output processing (black-box runs only)
 
 
 @dataclass
@@ -179,6 +180,27 @@ def _files(entry: registry.Entry, stage: str, *extra: registry.Entry) -> tuple[s
     return tuple(files) + entry.files
 
 
+OUTPUT_FILES = ("defenses/__init__.py", "defenses/output.py")
+
+
+def _in_scope(defense: dict, dataset_label: str, target_label: str) -> bool:
+    """A defense entry may be limited to some datasets / targets (by label)."""
+    return dataset_label in defense.get("datasets", [dataset_label]) and target_label in defense.get(
+        "targets", [target_label]
+    )
+
+
+def _attack_variants(config: dict) -> list[tuple[dict, dict | None]]:
+    """Each attack once as configured; attacks that only query the target (access other
+    than white-box) once more per output-processing defense, which the oracle applies."""
+    out = []
+    for atk in config["attacks"]:
+        out.append((atk, None))
+        if registry.get("attack", atk["name"]).access != "white-box":
+            out.extend((atk, od) for od in config.get("output_defenses", []))
+    return out
+
+
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
@@ -229,6 +251,8 @@ def build(config: dict) -> Plan:
         for tgt in config["targets"]:
             arch_entry = registry.get("arch", tgt["arch"])
             for dfn in config["defenses"]:
+                if not _in_scope(dfn, ds["label"], tgt["label"]):
+                    continue
                 dfn_entry = registry.get("defense", dfn["name"])
                 target_id = plan.add(
                     Node(
@@ -256,7 +280,9 @@ def build(config: dict) -> Plan:
                         Node(
                             "prior",
                             pr["name"],
-                            f"{ds['label']}.{pr['label']}",
+                            # a prior tied to a target is one per target: its label says which
+                            f"{ds['label']}.{pr['label']}"
+                            + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else ""),
                             {"name": pr["name"], "params": pr["params"]},
                             inputs,
                             _files(pr_entry, "prior"),
@@ -266,20 +292,26 @@ def build(config: dict) -> Plan:
                 for pid in prior_ids.values():
                     if pid not in plan.priors_by_dataset[ds["label"]]:
                         plan.priors_by_dataset[ds["label"]].append(pid)
-                for atk in config["attacks"]:
+                for atk, out in _attack_variants(config):
                     atk_entry = registry.get("attack", atk["name"])
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):
                         inputs["prior"] = prior_ids[atk["prior"]]
-                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk['label']}"
+                    atk_label, atk_spec, atk_files = atk["label"], {"name": atk["name"], "params": atk["params"]}, ()
+                    if out is not None:
+                        # the oracle applies it; the spec key puts it in the attack's id
+                        atk_label = f"{atk['label']}_{out['label']}"
+                        atk_spec["output"] = {"name": out["name"], "params": out["params"]}
+                        atk_files = OUTPUT_FILES
+                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}"
                     attack_id = plan.add(
                         Node(
                             "attack",
                             atk["name"],
                             run_label,
-                            {"name": atk["name"], "params": atk["params"]},
+                            atk_spec,
                             inputs,
-                            _files(atk_entry, "attack"),
+                            _files(atk_entry, "attack") + atk_files,
                         )
                     )
                     # One job computes every configured metric of a run: they share
@@ -303,9 +335,10 @@ def build(config: dict) -> Plan:
                             tgt["label"],
                             dfn["label"],
                             atk.get("prior"),
-                            atk["label"],
+                            atk_label,
                             attack_id,
                             [metrics_id],
+                            out["label"] if out is not None else None,
                         )
                     )
     return plan

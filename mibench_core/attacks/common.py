@@ -105,9 +105,15 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         ctx.target = load_classifier(target_dir, device)
     else:
         from mibench_core.attacks.oracle import build_oracle
+        from mibench_core.defenses.output import make_postprocess
 
         top_k = (params.get("top_k") or ctx.num_classes) if entry.access == "top-k" else None
-        ctx.oracle = build_oracle(target_dir, entry.access, device, top_k=top_k, budget=params.get("query_budget"))
+        # output processing (issue 6): the plan puts it in the spec of black-box runs only;
+        # its noise has its own stream so it does not shift the attack's random numbers
+        postprocess = make_postprocess(job["spec"].get("output"), gen=torch.Generator().manual_seed(job["seed"] + 1))
+        ctx.oracle = build_oracle(
+            target_dir, entry.access, device, top_k=top_k, budget=params.get("query_budget"), postprocess=postprocess
+        )
     if "prior" in job["inputs"]:
         ctx.prior = load_prior(job["inputs"]["prior"]["dir"], device)
     result: AttackResult = registry.load(entry)(ctx, **params)

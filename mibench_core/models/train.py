@@ -6,6 +6,23 @@ A defense is a training-time variant of the target: an object with
 the fraction of training done, for defenses with warm-up ramps. The model
 saved is the prepared one, so a defended target is an ordinary target artifact
 whose spec carries the defense.
+
+Three optional hooks serve defenses that need more than a loss (all default to
+"do nothing", so plain training is unchanged):
+
+* ``pretrain(model, tensors, train_cfg, device, gen)`` runs after ``prepare``
+  and before the optimizer is built; it may use the public split and freeze
+  parameters (transfer learning). Only parameters with ``requires_grad`` are
+  optimised.
+* ``fit(model, tensors, train_cfg, device, gen)`` may own the whole training
+  loop (DP-SGD needs its own optimizer and Poisson-sampled batches); it returns
+  ``(model, results)`` or ``None`` for the standard loop.
+* ``results(model, tensors, device)`` returns JSON-able defense facts
+  (epsilon, robust accuracy, ...) for the model manifest's ``results``,
+  under ``defense``.
+
+``load_classifier`` calls only ``prepare``: it rebuilds the architecture,
+never trains.
 """
 
 from __future__ import annotations
@@ -41,6 +58,19 @@ class Defense:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
         return F.cross_entropy(logits, y), logits
+
+    def pretrain(
+        self, model: Classifier, tensors: dict, train_cfg: dict, device: torch.device, gen: torch.Generator
+    ) -> Classifier:
+        return model
+
+    def fit(
+        self, model: Classifier, tensors: dict, train_cfg: dict, device: torch.device, gen: torch.Generator
+    ) -> tuple[Classifier, dict] | None:
+        return None
+
+    def results(self, model: Classifier, tensors: dict, device: torch.device) -> dict:
+        return {}
 
 
 def no_defense(**params) -> Defense:
@@ -81,6 +111,10 @@ def train_classifier(
     model: Classifier, defense: Defense, tensors: dict, train_cfg: dict, device: torch.device, gen: torch.Generator
 ) -> tuple[Classifier, dict]:
     model = defense.prepare(model).to(device)
+    model = defense.pretrain(model, tensors, train_cfg, device, gen)
+    owned = defense.fit(model, tensors, train_cfg, device, gen)
+    if owned is not None:
+        return owned
     params = [p for p in model.parameters() if p.requires_grad]
     if train_cfg["optimizer"] == "adam":
         opt = torch.optim.Adam(params, lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
@@ -138,6 +172,9 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     t0 = time.time()
     model, results = train_classifier(model, defense, tensors, spec["train"], device, gen)
     results["train_time_s"] = time.time() - t0
+    defense_results = defense.results(model, tensors, device)
+    if defense_results:
+        results["defense"] = defense_results
     results["val_acc"] = accuracy(model, tensors["private_val_x"], tensors["private_val_y"], device)
     results["test_acc"] = accuracy(model, tensors["private_test_x"], tensors["private_test_y"], device)
     results["train_acc"] = accuracy(model, tensors["private_train_x"], tensors["private_train_y"], device)

@@ -5,7 +5,9 @@ artifact ids of its lineage; every spec field, flattened with a stage prefix
 (``attack.params.lr``, ``target.train.epochs``, ``dataset.resolution``...);
 every metric value (missing values are null, with the reason in
 ``missing_reasons``); the target's and evaluation model's natural accuracy;
-wall times; library versions.
+wall times; library versions; ``output_defense`` (the output processing of a
+black-box run, ``none`` otherwise) and ``target_defense.*`` (what the
+target's defense reported: DP-SGD's epsilon, AT's robust accuracy, ...).
 
 ``attack_classes.parquet``: one row per (run, class) with per-class values.
 """
@@ -62,7 +64,7 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
             "dataset": ds_label,
             "target": target_label,
             "defense": defense_label,
-            "prior": prior["label"].split(".", 1)[1] if prior else None,
+            "prior": prior["label"].split(".")[1] if prior else None,
             "attack": attack_label,
             "attack_name": attack["name"],
             "data_id": data["id"],
@@ -80,6 +82,9 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
             "prior_wall_s": prior["wall_time_s"] if prior else None,
             "device": attack["device"],
         }
+        # issue 6: output processing of black-box runs, and defense facts of the target (epsilon, ...)
+        row["output_defense"] = (attack["spec"].get("output") or {}).get("name", "none")
+        flatten("target_defense", target["results"].get("defense", {}), row)
         flatten("dataset", data["spec"], row)
         flatten("target", target["spec"], row)
         flatten("evaluation", evaluation["spec"], row)

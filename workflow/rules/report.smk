@@ -138,6 +138,146 @@ rule plot_queries:
 #
 #
 # --- rules of issue 6 (defense perspectives) go below this line ---
+rule plot_perspective_privacy_utility:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        figure=report(
+            f"{REPORTS}/figures/perspectives/privacy_utility.png",
+            caption="../report/perspective_privacy_utility.rst",
+            category="Defenses",
+            subcategory="Privacy-utility",
+        ),
+        table=report(
+            f"{REPORTS}/tables/perspectives/privacy_utility.md",
+            caption="../report/perspective_privacy_utility.rst",
+            category="Defenses",
+            subcategory="Privacy-utility",
+        ),
+    log:
+        f"{R}/logs/report/perspectives/privacy_utility.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/perspectives.py"
+
+
+rule plot_perspective_predictive_power:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        figure=report(
+            f"{REPORTS}/figures/perspectives/predictive_power.png",
+            caption="../report/perspective_predictive_power.rst",
+            category="Defenses",
+            subcategory="Predictive power",
+        ),
+        table=report(
+            f"{REPORTS}/tables/perspectives/predictive_power.md",
+            caption="../report/perspective_predictive_power.rst",
+            category="Defenses",
+            subcategory="Predictive power",
+        ),
+    log:
+        f"{R}/logs/report/perspectives/predictive_power.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/perspectives.py"
+
+
+rule plot_perspective_resolution:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        figure=report(
+            f"{REPORTS}/figures/perspectives/resolution.png",
+            caption="../report/perspective_resolution.rst",
+            category="Defenses",
+            subcategory="Resolution",
+        ),
+        table=report(
+            f"{REPORTS}/tables/perspectives/resolution.md",
+            caption="../report/perspective_resolution.rst",
+            category="Defenses",
+            subcategory="Resolution",
+        ),
+    log:
+        f"{R}/logs/report/perspectives/resolution.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/perspectives.py"
+
+
+rule plot_perspective_robustness:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        figure=report(
+            f"{REPORTS}/figures/perspectives/robustness.png",
+            caption="../report/perspective_robustness.rst",
+            category="Defenses",
+            subcategory="Adversarial robustness",
+        ),
+        table=report(
+            f"{REPORTS}/tables/perspectives/robustness.md",
+            caption="../report/perspective_robustness.rst",
+            category="Defenses",
+            subcategory="Adversarial robustness",
+        ),
+    log:
+        f"{R}/logs/report/perspectives/robustness.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/perspectives.py"
+
+
+rule render_defense_matrix:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        markdown=report(
+            f"{REPORTS}/tables/defense_matrix.md",
+            caption="../report/defense_matrix.rst",
+            category="Defenses",
+            subcategory="Matrix",
+        ),
+        latex=report(
+            f"{REPORTS}/tables/defense_matrix.tex",
+            caption="../report/defense_matrix.rst",
+            category="Defenses",
+            subcategory="Matrix",
+        ),
+    log:
+        f"{R}/logs/report/perspectives/defense_matrix.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/perspectives.py"
+
+
 #
 #
 #

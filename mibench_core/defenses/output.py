@@ -1,0 +1,87 @@
+"""Output processing: what a black-box target releases instead of its full
+probability vector. Pure functions on a ``[N, K]`` probability tensor,
+applied by the query oracle (``Oracle(..., postprocess=make_postprocess(spec))``)
+before the attack's access level truncates further. The same trained model
+serves white-box rows (no processing) and black-box rows (processed).
+
+* ``topk``: keep the ``k`` largest probabilities, zero the rest (not
+  renormalised: the released numbers are the model's own).
+* ``rounding``: round to ``decimals`` decimals (Fredrikson et al. 2015 studied
+  rounded confidences as a countermeasure).
+* ``noise``: add Gaussian noise of std ``std`` to the confidences, clip to
+  [0, 1], renormalise to sum 1. Deterministic given the generator.
+* ``label_only``: a one-hot vector of the argmax (the attack then sees only
+  labels, whatever its access level).
+
+A spec is ``{"name": ..., "params": {...}}`` (or ``None`` / ``"none"`` for
+no processing); the names and defaults are in
+:data:`mibench_core.defenses.OUTPUT_PROCESSING`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from mibench_core.defenses import OUTPUT_PROCESSING
+
+
+def top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
+    if k < 1:
+        raise ValueError(f"top-k needs k >= 1, got {k}")
+    k = min(k, probs.shape[1])
+    idx = probs.topk(k, dim=1).indices
+    return torch.zeros_like(probs).scatter(1, idx, probs.gather(1, idx))
+
+
+def rounding(probs: torch.Tensor, decimals: int) -> torch.Tensor:
+    return torch.round(probs, decimals=decimals)
+
+
+def confidence_noise(probs: torch.Tensor, std: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    noise = torch.randn(probs.shape, generator=gen, dtype=probs.dtype).to(probs.device) * std
+    noisy = (probs + noise).clamp(0.0, 1.0)
+    total = noisy.sum(dim=1, keepdim=True)
+    # an all-zero row (possible for huge noise) falls back to uniform
+    uniform = torch.full_like(noisy, 1.0 / probs.shape[1])
+    return torch.where(total > 0, noisy / total.clamp_min(1e-12), uniform)
+
+
+def label_only(probs: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(probs).scatter(1, probs.argmax(dim=1, keepdim=True), 1.0)
+
+
+def validate_spec(spec: dict | str | None) -> dict | None:
+    """Normalise a spec: ``None`` for no processing, else ``{"name", "params"}`` with defaults merged."""
+    if spec is None or spec == "none" or (isinstance(spec, dict) and spec.get("name") in (None, "none")):
+        return None
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    name = spec["name"]
+    if name not in OUTPUT_PROCESSING:
+        raise ValueError(f"unknown output processing {name!r}; valid: none, {', '.join(sorted(OUTPUT_PROCESSING))}")
+    defaults = OUTPUT_PROCESSING[name][0]
+    params = dict(defaults)
+    for key, val in (spec.get("params") or {}).items():
+        if key not in defaults:
+            raise ValueError(f"output processing {name!r} has no parameter {key!r}; valid: {sorted(defaults) or '-'}")
+        params[key] = val
+    return {"name": name, "params": params}
+
+
+def make_postprocess(
+    spec: dict | str | None, gen: torch.Generator | None = None
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The callable the oracle applies to probabilities (``None``: release them unchanged)."""
+    spec = validate_spec(spec)
+    if spec is None:
+        return None
+    name, p = spec["name"], spec["params"]
+    if name == "topk":
+        return lambda probs: top_k(probs, int(p["k"]))
+    if name == "rounding":
+        return lambda probs: rounding(probs, int(p["decimals"]))
+    if name == "noise":
+        return lambda probs: confidence_noise(probs, float(p["std"]), gen)
+    return label_only
