@@ -32,7 +32,7 @@ def blackbox(monkeypatch):
 
 def test_output_defenses_apply_only_to_non_white_box_attacks(blackbox):
     cfg = smoke()
-    cfg["attacks"] = [*cfg["attacks"], {"name": "fake-bb"}]
+    cfg["attacks"] = [*[a for a in cfg["attacks"] if a["name"] == "gmi"], {"name": "fake-bb"}]
     cfg["output_defenses"] = [{"name": "topk", "k": 1}, {"name": "label_only"}, {"name": "rounding", "label": "r1",
                                                                                   "decimals": 1}]  # fmt: skip
     plan = build(validate(cfg))
@@ -67,7 +67,7 @@ def test_defense_scopes_limit_which_targets_are_defended():
     cfg["targets"][1]["train"] = {"epochs": 1}
     cfg["defenses"] = [{"name": "none"}, {"name": "mid", "beta": 0.01, "targets": ["mcnn"]}]
     plan = build(validate(cfg))
-    assert sorted((r.target, r.defense) for r in plan.runs) == [("mcnn", "mid"), ("mcnn", "none"), ("short", "none")]
+    assert sorted({(r.target, r.defense) for r in plan.runs}) == [("mcnn", "mid"), ("mcnn", "none"), ("short", "none")]
     cfg["defenses"][1]["targets"] = ["nope"]
     with pytest.raises(ConfigError, match=r"defenses\[1\].targets.*no target labelled 'nope'"):
         validate(cfg)
