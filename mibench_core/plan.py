@@ -251,11 +251,13 @@ def build(config: dict) -> Plan:
                     inputs = {"data": data_id}
                     if pr_entry.needs_target:
                         inputs["target"] = target_id
+                    # A prior tied to a target is one artifact per target: its label says which.
+                    tied = f"{tgt['label']}.{dfn['label']}." if pr_entry.needs_target else ""
                     prior_ids[pr["label"]] = plan.add(
                         Node(
                             "prior",
                             pr["name"],
-                            f"{ds['label']}.{pr['label']}",
+                            f"{ds['label']}.{tied}{pr['label']}",
                             {"name": pr["name"], "params": pr["params"]},
                             inputs,
                             _files(pr_entry, "prior"),
@@ -270,6 +272,8 @@ def build(config: dict) -> Plan:
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):
                         inputs["prior"] = prior_ids[atk["prior"]]
+                    for j, aux_label in enumerate(atk.get("aux") or []):
+                        inputs[f"aux{j}"] = prior_ids[aux_label]
                     run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk['label']}"
                     attack_id = plan.add(
                         Node(

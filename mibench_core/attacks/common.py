@@ -33,6 +33,7 @@ class AttackContext:
     target: torch.nn.Module | None = None  # white-box only
     prior: Any = None
     data_dir: str | None = None  # for attacks that use public (auxiliary) data
+    aux: list[Any] = field(default_factory=list)  # extra attacker-side priors (config key ``aux``), in order
 
     def public_images(self) -> torch.Tensor:
         """The public split (uint8), the auxiliary data an attacker may hold."""
@@ -70,6 +71,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     ctx.target = load_classifier(target_dir, device)
     if "prior" in job["inputs"]:
         ctx.prior = load_prior(job["inputs"]["prior"]["dir"], device)
+    n_aux = sum(1 for role in job["inputs"] if role.startswith("aux"))
+    ctx.aux = [load_prior(job["inputs"][f"aux{j}"]["dir"], device) for j in range(n_aux)]
     result: AttackResult = registry.load(entry)(ctx, **job["spec"]["params"])
     if result.images.shape[1:] != (ctx.channels, ctx.resolution, ctx.resolution):
         raise RuntimeError(f"attack {entry.name!r} returned images of shape {tuple(result.images.shape)}")
