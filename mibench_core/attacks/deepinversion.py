@@ -4,7 +4,8 @@ Transfer via DeepInversion", CVPR 2020), as a model-inversion attack.
 No generator: the pixels themselves are optimised, from Gaussian noise, to
 minimise
 
-    L(x) = CE(T(x~), y) + a_tv * TV(x~) + a_l2 * ||x~||_2 + a_bn * sum_l (||mu_l(x~) - mu_l^BN||_2 + ||var_l(x~) - var_l^BN||_2)
+    L(x) = CE(T(x~), y) + a_tv * TV(x~) + a_l2 * ||x~||_2
+           + a_bn * sum_l (||mu_l(x~) - mu_l^BN||_2 + ||var_l(x~) - var_l^BN||_2)
 
 where x~ is x randomly rolled by up to ``jitter`` pixels, TV is the sum of
 the L2 norms of the horizontal, vertical and two diagonal pixel differences,

@@ -31,9 +31,7 @@ from mibench_core.runtime import progress
 
 
 @torch.no_grad()
-def select_latents(
-    probs: torch.Tensor, classes: list[int], per_class: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def select_latents(probs: torch.Tensor, classes: list[int], per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices into the candidate pool (and their classes): per class, the ``per_class``
     candidates labelled y with the highest p_y, topped up by the highest p_y overall."""
     pred = probs.argmax(1)

@@ -204,7 +204,12 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
         opt_g.step()
         if step % 50 == 0 or step == p["steps"] - 1:
             history.append(
-                {"step": step, "loss_d_lab": loss_lab.item(), "loss_d_unlab": loss_unlab.item(), "loss_g": loss_g.item()}
+                {
+                    "step": step,
+                    "loss_d_lab": loss_lab.item(),
+                    "loss_d_unlab": loss_unlab.item(),
+                    "loss_g": loss_g.item(),
+                }
             )
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
     G.eval()
