@@ -16,6 +16,8 @@ replaces the identity loss:
 
 The base attacks' other hyperparameters keep their paper defaults (see
 :mod:`mibench_core.attacks.gmi` and :mod:`mibench_core.attacks.kedmi`).
+``max_public`` (null: all, the paper) estimates mu_pub from a random subset
+of the public images, a CPU-budget option.
 
 Deviation: the feature regulariser is the *mean* over feature dimensions of
 the squared difference (the authors' code), not the sum; with the sum and
@@ -30,7 +32,7 @@ from mibench_core.attacks.common import AttackContext, AttackResult
 from mibench_core.attacks.gmi import nesterov_step
 from mibench_core.attacks.kedmi import optimise_distribution, summarise
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.kedmi_gan import prior_term
+from mibench_core.priors.kedmi_gan import prior_term, public_subset
 from mibench_core.runtime import progress
 
 
@@ -57,8 +59,8 @@ def lomma_identity(
 
 
 @torch.no_grad()
-def public_mean_feature(ctx: AttackContext, batch: int = 512) -> torch.Tensor:
-    pub = ctx.public_images()
+def public_mean_feature(ctx: AttackContext, max_public: int | None, batch: int = 512) -> torch.Tensor:
+    pub = public_subset(ctx.public_images(), max_public, ctx.gen)
     total = None
     for i in range(0, len(pub), batch):
         f = ctx.target.features(to_model_range(pub[i : i + batch]).to(ctx.device)).sum(0)
@@ -74,11 +76,11 @@ def _students(ctx: AttackContext) -> list[torch.nn.Module]:
 
 def run_gmi(
     ctx: AttackContext, per_class: int, iterations: int, lr: float, momentum: float, lambda_iden: float,
-    clip_z: float, restarts: int, reference_batch: int, lam_reg: float,
+    clip_z: float, restarts: int, reference_batch: int, lam_reg: float, max_public: int | None,
 ) -> AttackResult:  # fmt: skip
     """GMI search (see attacks/gmi.py) with LOMMA's identity loss."""
     G, D, T = ctx.prior.generator, ctx.prior.critic, ctx.target
-    students, mu_pub = _students(ctx), public_mean_feature(ctx)
+    students, mu_pub = _students(ctx), public_mean_feature(ctx, max_public)
     dev = ctx.device
     labels = torch.tensor(ctx.classes).repeat_interleave(per_class)
     n_slots = len(labels)
@@ -108,11 +110,11 @@ def run_gmi(
 
 def run_kedmi(
     ctx: AttackContext, per_class: int, iterations: int, lr: float, lambda_iden: float, samples_per_step: int,
-    lam_reg: float,
+    lam_reg: float, max_public: int | None,
 ) -> AttackResult:  # fmt: skip
     """KEDMI's distributional search (see attacks/kedmi.py) with LOMMA's identity loss."""
     D, T = ctx.prior.discriminator, ctx.target
-    students, mu_pub = _students(ctx), public_mean_feature(ctx)
+    students, mu_pub = _students(ctx), public_mean_feature(ctx, max_public)
 
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return prior_term(D(x)[1]) + lambda_iden * lomma_identity(T, students, x, y, mu_pub, lam_reg)

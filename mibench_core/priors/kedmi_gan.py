@@ -26,7 +26,8 @@ Deviations: power-of-two resolutions >= 8 (32x32 grayscale by default,
 one conv block fewer per halving from the paper's 64x64), as in
 :mod:`mibench_core.priors.gmi_gan`; the minibatch-discrimination layer has 50
 kernels of dimension 5; the number of generator steps is a config parameter
-(the CPU default trains far fewer than the paper).
+(the CPU default trains far fewer than the paper); ``max_public`` (null: all,
+the paper) trains on a random subset of the public images.
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ class KEDMIPrior:
         return prior_term(self.discriminator(x)[1])
 
 
+def public_subset(public: torch.Tensor, max_public: int | None, gen: torch.Generator) -> torch.Tensor:
+    """The public images an attacker-side artifact uses: all (the papers), or a random ``max_public``
+    (a CPU budget: every public image costs a forward pass of the target)."""
+    if max_public is None or max_public >= len(public):
+        return public
+    return public[torch.randperm(len(public), generator=gen)[:max_public]]
+
+
 @torch.no_grad()
 def target_probs(target: nn.Module, x_uint8: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
     """Softmax of the target on uint8 images (CPU tensor)."""
@@ -159,7 +168,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     p = job["spec"]["params"]
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     target = load_classifier(job["inputs"]["target"]["dir"], device)
-    public = data["public_x"]
+    public = public_subset(data["public_x"], p["max_public"], gen)
     channels, resolution = public.shape[1], public.shape[-1]
     pseudo = target_probs(target, public, device)  # the target's soft labels of the public data
     num_classes = pseudo.shape[1]

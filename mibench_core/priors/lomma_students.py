@@ -17,7 +17,8 @@ Deviations: the paper distils EfficientNet-B0/B1/B2 students from a VGG16 /
 IR152 / FaceNet64 target at 64x64; at our 32x32 CPU scale the students are
 ``arch`` (default ``mcnn``, the paper's MNIST-family CNN; null = the
 target's architecture) with widths ``widths`` (one per student), trained
-``epochs`` epochs (the paper: until convergence, with its own schedule).
+``epochs`` epochs (the paper: until convergence, with its own schedule), on
+all public images or a random ``max_public`` of them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import nn
 from mibench_core import store
 from mibench_core.data.common import to_model_range
 from mibench_core.models.classifiers import build
-from mibench_core.priors.kedmi_gan import save_grid, target_probs
+from mibench_core.priors.kedmi_gan import public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
@@ -74,7 +75,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     T = load_classifier(target_dir, device)
     t_manifest = store.read_manifest(target_dir)
     t_res = t_manifest["results"]
-    public = data["public_x"]
+    public = public_subset(data["public_x"], p["max_public"], gen)
     teacher = target_probs(T, public, device)
     K = teacher.shape[1]
     specs = _student_specs(p, t_manifest["spec"])

@@ -20,7 +20,8 @@ Deviations: power-of-two resolutions >= 8 (one residual up/down block per
 doubling above 4x4; 32x32 grayscale by default, the paper 64x64 RGB); colour
 jitter changes brightness and contrast only on grayscale images (saturation
 and hue need colour); ``dim`` (64 in the paper) and the number of steps are
-config parameters. The prior is tied to its target (``needs_target``).
+config parameters; ``max_public`` (null: all, the paper) selects from a random
+subset of the public images. The prior is tied to its target (``needs_target``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch.nn.utils import spectral_norm
 from mibench_core import store
 from mibench_core.data.common import to_model_range
 from mibench_core.priors.gmi_gan import _n_blocks
-from mibench_core.priors.kedmi_gan import save_grid, target_probs
+from mibench_core.priors.kedmi_gan import public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
@@ -210,7 +211,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     p = job["spec"]["params"]
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     T = load_classifier(job["inputs"]["target"]["dir"], device)
-    public = data["public_x"]
+    public = public_subset(data["public_x"], p["max_public"], gen)
     channels, resolution = public.shape[1], public.shape[-1]
     probs = target_probs(T, public, device)
     K = probs.shape[1]
