@@ -80,7 +80,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     K = teacher.shape[1]
     specs = _student_specs(p, t_manifest["spec"])
     state: dict[str, torch.Tensor] = {}
-    models, history = [], []
+    models, student_probs, history = [], [], []
     n, bs = len(public), p["batch_size"]
     for i, (arch, params) in enumerate(specs):
         S = build(arch, params, K, t_res["channels"], t_res["resolution"]).to(device)
@@ -102,7 +102,8 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
                 total += loss.item() * len(idx)
         S.eval()
         with torch.no_grad():
-            agree_pub = (target_probs(S, public, device).argmax(1) == teacher.argmax(1)).float().mean().item()
+            student_probs.append(target_probs(S, public, device))
+            agree_pub = (student_probs[-1].argmax(1) == teacher.argmax(1)).float().mean().item()
             test_pred = target_probs(S, data["private_test_x"], device).argmax(1)
             test_acc = (test_pred == data["private_test_y"]).float().mean().item()
         history.append(
@@ -116,7 +117,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     store.save_tensors(outdir / "generator.safetensors", state)
     rows = []
     for c in range(K):
-        for net_probs in [teacher] + [target_probs(S, public, device) for S in models]:
+        for net_probs in [teacher, *student_probs]:
             rows.append(to_model_range(public[net_probs[:, c].argmax()]))
     save_grid(torch.stack(rows), outdir / "samples.png", nrow=1 + len(models))
     results = {
