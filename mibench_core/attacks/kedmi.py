@@ -63,7 +63,7 @@ def optimise_distribution(
     opt = torch.optim.Adam([mu, logvar], lr=lr)
     y = classes.repeat(samples_per_step).to(dev)  # sample-major: [S * C]
     bar = progress(range(iterations), desc=desc, unit="it")
-    for _ in bar:
+    for it in bar:
         eps = torch.randn(samples_per_step * n_cls, z_dim, generator=ctx.gen).to(dev)
         z = reparameterize(mu.repeat(samples_per_step, 1), logvar.repeat(samples_per_step, 1), eps)
         loss = loss_fn(G(z), y).mean()
@@ -72,7 +72,8 @@ def optimise_distribution(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     with torch.no_grad():
         labels = classes.repeat_interleave(per_class)
         idx = torch.arange(n_cls).repeat_interleave(per_class).to(dev)

@@ -88,7 +88,7 @@ def run_gmi(
     z = ctx.prior.sample_z(restarts * n_slots, ctx.gen).to(dev)
     v = torch.zeros_like(z)
     bar = progress(range(iterations), desc="lomma-gmi", unit="it")
-    for _ in bar:
+    for it in bar:
         z.requires_grad_(True)
         x = G(z)
         per_latent = -D(x) + lambda_iden * lomma_identity(T, students, x, y, mu_pub, lam_reg)
@@ -96,7 +96,8 @@ def run_gmi(
         with torch.no_grad():
             z, v = nesterov_step(z.detach(), v, grad, lr, momentum)
             z.clamp_(-clip_z, clip_z)
-        bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
+        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
+            bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
     with torch.no_grad():
         x = G(z)
         score = T(x).gather(1, y[:, None]).squeeze(1).view(restarts, n_slots)

@@ -41,14 +41,15 @@ def run_attack(ctx: AttackContext, per_class: int, iterations: int, lr: float, n
     opt = torch.optim.Adam([z], lr=lr)
     aug = augmenter(ctx.resolution, ctx.channels)
     bar = progress(range(iterations), desc="plgmi", unit="it")
-    for _ in bar:
+    for it in bar:
         x = G(z, y)
         per_latent = plgmi_loss([T(aug(x)) for _ in range(n_views)], y)
         loss = per_latent.mean()  # the authors' batch means; Adam is scale-free
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     with torch.no_grad():
         images = G(z, y)
     info, extras = summarise(ctx, images, labels)

@@ -59,7 +59,7 @@ def run_attack(
     z, y = pool[idx].to(dev), labels.to(dev)
     v = torch.zeros_like(z)
     bar = progress(range(iterations), desc="secretgen", unit="it")
-    for _ in bar:
+    for it in bar:
         z.requires_grad_(True)
         x = G(z)
         per_latent = gmi_loss(D(x), T(x), y, lambda_iden)
@@ -67,7 +67,8 @@ def run_attack(
         with torch.no_grad():
             z, v = nesterov_step(z.detach(), v, grad, lr, momentum)
             z.clamp_(-clip_z, clip_z)
-        bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
+        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
+            bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
     with torch.no_grad():
         images = G(z)
     info, extras = summarise(ctx, images, labels)
