@@ -104,6 +104,31 @@ def _labels(items: list[dict], key: str, section: str) -> None:
         seen[label] = i
 
 
+def _check_aux(atk: dict, entry: registry.Entry, i: int, prior_by_label: dict) -> None:
+    """``aux``: one prior label per auxiliary artifact kind the attack's entry names, in order."""
+    aux = atk.get("aux") or []
+    if not isinstance(aux, list) or not all(isinstance(a, str) for a in aux):
+        raise ConfigError(f"config key 'attacks[{i}].aux': expected a list of prior labels, got {aux!r}")
+    if len(aux) != len(entry.aux):
+        want = ", ".join(entry.aux) or "none"
+        raise ConfigError(
+            f"config key 'attacks[{i}].aux': attack {atk['name']!r} takes {len(entry.aux)} auxiliary "
+            f"prior(s) ({want}); got {len(aux)}"
+        )
+    for j, (label, kind) in enumerate(zip(aux, entry.aux)):
+        prior = prior_by_label.get(label)
+        if prior is None:
+            raise ConfigError(
+                f"config key 'attacks[{i}].aux[{j}]': no prior labelled {label!r}; "
+                f"configured: {', '.join(sorted(prior_by_label))}"
+            )
+        if prior["name"] != kind:
+            raise ConfigError(
+                f"config key 'attacks[{i}].aux[{j}]': attack {atk['name']!r} needs a {kind!r} here, "
+                f"but {label!r} is a {prior['name']!r}"
+            )
+
+
 def validate(config: dict) -> dict:
     """Return a normalized deep copy of ``config`` or raise :class:`ConfigError`."""
     import jsonschema
@@ -153,7 +178,7 @@ def validate(config: dict) -> dict:
     for section, kind, extra in (
         ("defenses", "defense", ("targets", "datasets")),
         ("priors", "prior", ()),
-        ("attacks", "attack", ("prior",)),
+        ("attacks", "attack", ("prior", "aux")),
         ("metrics", "metric", ()),
     ):
         for i, item in enumerate(cfg[section]):
@@ -181,6 +206,7 @@ def validate(config: dict) -> dict:
     prior_by_label = {p["label"]: p for p in cfg["priors"]}
     for i, atk in enumerate(cfg["attacks"]):
         entry = registry.get("attack", atk["name"])
+        _check_aux(atk, entry, i, prior_by_label)
         if not entry.priors:
             if atk.get("prior") is not None:
                 raise ConfigError(f"config key 'attacks[{i}].prior': attack {atk['name']!r} uses no prior")

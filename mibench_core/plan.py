@@ -297,6 +297,8 @@ def build(config: dict) -> Plan:
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):
                         inputs["prior"] = prior_ids[atk["prior"]]
+                    for j, aux_label in enumerate(atk.get("aux") or []):
+                        inputs[f"aux{j}"] = prior_ids[aux_label]
                     atk_label, atk_spec, atk_files = atk["label"], {"name": atk["name"], "params": atk["params"]}, ()
                     if out is not None:
                         # the oracle applies it; the spec key puts it in the attack's id

@@ -33,6 +33,9 @@ class Entry:
     priors: tuple[str, ...] = ()
     access: str = "white-box"
     needs_target: bool = False
+    # Attacks: prior kinds of extra attacker-side artifacts, in order (config
+    # key ``aux``: one prior label per kind; they arrive as ``ctx.aux``).
+    aux: tuple[str, ...] = ()
 
     @property
     def module_file(self) -> str:
@@ -191,8 +194,65 @@ PRIORS = _entries(
         },
     ),
     # --- priors of the white-box attacks (issue 4) go below this line ---
-    #
-    #
+    Entry(
+        "kedmi-gan",
+        "prior",
+        "mibench_core.priors.kedmi_gan:train_prior",
+        "KEDMI inversion-specific GAN: K-way discriminator on the target's soft labels (Chen et al. 2021)",
+        defaults={
+            "z_dim": 100,
+            "dim": 64,
+            "steps": 3000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "entropy_weight": 1e-4,
+            "lr": 2e-4,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "max_public": None,
+        },
+        files=("priors/gmi_gan.py",),
+        needs_target=True,
+    ),
+    Entry(
+        "plgmi-gan",
+        "prior",
+        "mibench_core.priors.plgmi_gan:train_prior",
+        "PLG-MI conditional GAN on top-n target-pseudo-labelled public images (Yuan et al. 2023)",
+        defaults={
+            "top_n": 30,
+            "z_dim": 128,
+            "dim": 64,
+            "steps": 30000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "alpha": 0.2,
+            "lr": 2e-4,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "max_public": None,
+        },
+        files=("priors/gmi_gan.py", "priors/kedmi_gan.py"),
+        needs_target=True,
+    ),
+    Entry(
+        "lomma-students",
+        "prior",
+        "mibench_core.priors.lomma_students:train_prior",
+        "LOMMA model augmentation: students distilled from the target on public data (Nguyen et al. 2023)",
+        defaults={
+            "n_students": 3,
+            "arch": None,
+            "widths": None,
+            "epochs": 10,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "temperature": 1.0,
+            "max_public": None,
+        },
+        files=("priors/kedmi_gan.py", "priors/gmi_gan.py", "models/classifiers.py", "models/train.py"),
+        needs_target=True,
+    ),
     #
     # --- priors of the black-box attacks (issue 5) go below this line ---
     Entry(
@@ -237,8 +297,106 @@ ATTACKS = _entries(
         access="white-box",
     ),
     # --- white-box attacks (issue 4) go below this line ---
-    #
-    #
+    Entry(
+        "kedmi",
+        "attack",
+        "mibench_core.attacks.kedmi:run_attack",
+        "KEDMI (Chen et al. 2021): a learned Gaussian per class through the K-way-discriminator GAN",
+        defaults={"per_class": 8, "iterations": 1500, "lr": 0.02, "lambda_iden": 100.0, "samples_per_step": 1},
+        files=("priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("kedmi-gan",),
+    ),
+    Entry(
+        "plgmi",
+        "attack",
+        "mibench_core.attacks.plgmi:run_attack",
+        "PLG-MI (Yuan et al. 2023): max-margin over augmented views through the pseudo-label cGAN",
+        defaults={"per_class": 8, "iterations": 600, "lr": 0.1, "n_views": 2},
+        files=("attacks/kedmi.py", "priors/plgmi_gan.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("plgmi-gan",),
+    ),
+    Entry(
+        "lomma-gmi",
+        "attack",
+        "mibench_core.attacks.lomma:run_gmi",
+        "LOMMA on GMI (Nguyen et al. 2023): logit loss, public-feature regulariser, distilled students",
+        defaults={
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "restarts": 5,
+            "reference_batch": 60,
+            "lam_reg": 1.0,
+            "max_public": None,
+        },
+        files=("attacks/gmi.py", "attacks/kedmi.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("gmi-gan",),
+        aux=("lomma-students",),
+    ),
+    Entry(
+        "lomma-kedmi",
+        "attack",
+        "mibench_core.attacks.lomma:run_kedmi",
+        "LOMMA on KEDMI (Nguyen et al. 2023): logit loss, public-feature regulariser, distilled students",
+        defaults={
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "lambda_iden": 100.0,
+            "samples_per_step": 1,
+            "lam_reg": 1.0,
+            "max_public": None,
+        },
+        files=("attacks/gmi.py", "attacks/kedmi.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("kedmi-gan",),
+        aux=("lomma-students",),
+    ),
+    Entry(
+        "vmi",
+        "attack",
+        "mibench_core.attacks.vmi:run_attack",
+        "VMI (Wang et al. 2021): per-class Gaussian q(z), CE + lambda * KL(q || N(0, I))",
+        defaults={"per_class": 8, "iterations": 1500, "lr": 0.01, "kl_weight": 1.0, "samples_per_step": 4},
+        files=("attacks/kedmi.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("gmi-gan", "kedmi-gan"),
+    ),
+    Entry(
+        "deepinversion",
+        "attack",
+        "mibench_core.attacks.deepinversion:run_attack",
+        "DeepInversion (Yin et al. 2020): pixel optimisation with BatchNorm-statistics matching, TV, l2",
+        defaults={
+            "per_class": 8,
+            "iterations": 2000,
+            "lr": 0.1,
+            "tv_weight": 2.5e-5,
+            "l2_weight": 0.0,
+            "bn_weight": 100.0,
+            "jitter": 2,
+        },
+        files=("attacks/kedmi.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+    ),
+    Entry(
+        "secretgen",
+        "attack",
+        "mibench_core.attacks.secretgen:run_attack",
+        "SecretGen white-box (Yuan et al. 2022): latent selection by target label, then D + identity loss",
+        defaults={
+            "per_class": 8,
+            "candidates": 5000,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "reference_batch": 60,
+        },
+        files=("attacks/gmi.py", "attacks/kedmi.py", "priors/kedmi_gan.py", "priors/gmi_gan.py"),
+        priors=("gmi-gan",),
+    ),
     #
     # --- black-box and label-only attacks (issue 5) go below this line ---
     Entry(
@@ -308,7 +466,7 @@ ATTACKS = _entries(
     Entry(
         "secretgen-bb",
         "attack",
-        "mibench_core.attacks.secretgen:run_attack",
+        "mibench_core.attacks.secretgen_bb:run_attack",
         "SecretGen black-box (Yuan et al. 2022): latent selection by label, discriminator-only optimisation",
         defaults={
             "per_class": 8,

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from mibench_core import store
-from mibench_core.attacks import brep, learning_inversion, lokt, rlb, secretgen
+from mibench_core.attacks import brep, learning_inversion, lokt, rlb
+from mibench_core.attacks import secretgen_bb as secretgen
 from mibench_core.attacks.common import AttackContext
 from mibench_core.attacks.oracle import Oracle
 from mibench_core.models.classifiers import MCNN

@@ -44,6 +44,7 @@ class AttackContext:
     oracle: Any = None  # black-box / label-only only: mibench_core.attacks.oracle.Oracle
     prior: Any = None
     data_dir: str | None = None  # for attacks that use public (auxiliary) data
+    aux: list[Any] = field(default_factory=list)  # extra attacker-side priors (config key ``aux``), in order
 
     def public_images(self) -> torch.Tensor:
         """The public split (uint8), the auxiliary data an attacker may hold."""
@@ -116,6 +117,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         )
     if "prior" in job["inputs"]:
         ctx.prior = load_prior(job["inputs"]["prior"]["dir"], device)
+    n_aux = sum(1 for role in job["inputs"] if role.startswith("aux"))
+    ctx.aux = [load_prior(job["inputs"][f"aux{j}"]["dir"], device) for j in range(n_aux)]
     result: AttackResult = registry.load(entry)(ctx, **params)
     if ctx.oracle is not None:
         record_queries(result, ctx.oracle)

@@ -1,0 +1,255 @@
+"""KEDMI inversion-specific GAN (Chen et al., "Knowledge-Enriched Distributional
+Model Inversion Attacks", ICCV 2021).
+
+The generator is GMI's DCGAN generator. The discriminator has K outputs, one
+per *target* class, and is trained semi-supervised on the public split with
+the target's soft pseudo-labels:
+
+    L_D = softCE(D(x_pub), softmax(T(x_pub)))
+          + 0.5 * [softplus(lse(D(x_pub))) - lse(D(x_pub)) + softplus(lse(D(G(z))))]
+
+(the realness logit is the log-sum-exp of the K logits, Salimans et al. 2016).
+The generator matches the mean intermediate discriminator features of real
+and fake images and lowers the entropy of D's class prediction on fakes:
+
+    L_G = || mean f_D(x_pub) - mean f_D(G(z)) ||_1 + 1e-4 * H(softmax(D(G(z))))
+
+Adam lr 2e-4, betas (0.5, 0.999) and 5 discriminator steps per generator
+step, like GMI (``n_dis``); entropy weight 1e-4. The discriminator follows the
+authors' ``MinibatchDiscriminator``: strided convolutions, then a minibatch
+discrimination layer, then a linear layer to K logits; the features that
+are matched are the convolutional ones (before minibatch discrimination).
+The prior is tied to the target whose pseudo-labels it learned
+(``needs_target``), so its artifact id includes the target's.
+
+Deviations: power-of-two resolutions >= 8 (32x32 grayscale by default,
+one conv block fewer per halving from the paper's 64x64), as in
+:mod:`mibench_core.priors.gmi_gan`; the minibatch-discrimination layer has 50
+kernels of dimension 5; the number of generator steps is a config parameter
+(the CPU default trains far fewer than the paper); ``max_public`` (null: all,
+the paper) trains on a random subset of the public images.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mibench_core import store
+from mibench_core.data.common import to_model_range
+from mibench_core.priors.gmi_gan import Generator, _n_blocks
+from mibench_core.runtime import pick_device, progress, seed_everything
+
+log = logging.getLogger("mibench.prior")
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. 2016: per-sample similarity to the rest of the batch, appended to the features."""
+
+    def __init__(self, in_features: int, out_features: int = 50, kernel_dim: int = 5):
+        super().__init__()
+        self.out_features, self.kernel_dim = out_features, kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, out_features * kernel_dim) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = (x @ self.T).view(-1, self.out_features, self.kernel_dim)
+        dist = (m[:, None] - m[None]).abs().sum(3)  # [N, N, B]
+        o = torch.exp(-dist).sum(1) - 1.0  # exclude self (exp(0) = 1)
+        return torch.cat([x, o], 1)
+
+
+class KDiscriminator(nn.Module):
+    """K-way discriminator: ``forward(x) -> (features, logits[K])``."""
+
+    def __init__(self, num_classes: int, dim: int = 64, channels: int = 1, resolution: int = 32):
+        super().__init__()
+        n_down = _n_blocks(resolution)
+        layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
+        c = dim
+        for _ in range(n_down - 1):
+            layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), nn.InstanceNorm2d(2 * c, affine=True), nn.LeakyReLU(0.2)]
+            c *= 2
+        layers += [nn.Flatten()]
+        self.conv = nn.Sequential(*layers)
+        self.feat_dim = c * 16
+        self.mbd = MinibatchDiscrimination(self.feat_dim)
+        self.fc = nn.Linear(self.feat_dim + self.mbd.out_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.conv(x)
+        return feat, self.fc(self.mbd(feat))
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_k p_k log softmax(logits)_k."""
+    return -(target_probs * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def semi_supervised_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """0.5 * [softplus(lse(real)) - lse(real) + softplus(lse(fake))], batch means."""
+    lse_r, lse_f = torch.logsumexp(logits_real, 1), torch.logsumexp(logits_fake, 1)
+    return 0.5 * (F.softplus(lse_r).mean() - lse_r.mean() + F.softplus(lse_f).mean())
+
+
+def discriminator_loss(
+    logits_real: torch.Tensor, logits_fake: torch.Tensor, target_probs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(supervised soft-CE term on the target's pseudo-labels, semi-supervised GAN term)."""
+    return soft_cross_entropy(logits_real, target_probs), semi_supervised_loss(logits_real, logits_fake)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of softmax(logits)."""
+    return -(F.softmax(logits, 1) * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def generator_loss(
+    feat_real: torch.Tensor, feat_fake: torch.Tensor, logits_fake: torch.Tensor, entropy_weight: float
+) -> torch.Tensor:
+    """Feature matching (L1 of the mean features, averaged over dimensions) + weight * entropy."""
+    return (feat_real.mean(0) - feat_fake.mean(0)).abs().mean() + entropy_weight * entropy(logits_fake)
+
+
+def prior_term(logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample KEDMI prior loss softplus(lse(D(x))) - lse(D(x)) = -log sigmoid(lse(D(x)))."""
+    lse = torch.logsumexp(logits, 1)
+    return F.softplus(lse) - lse
+
+
+@dataclass
+class KEDMIPrior:
+    generator: Generator
+    discriminator: KDiscriminator
+    z_dim: int
+    num_classes: int
+
+    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=gen)
+
+    def prior_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample realness loss of the attack (lower = more realistic)."""
+        return prior_term(self.discriminator(x)[1])
+
+
+def public_subset(public: torch.Tensor, max_public: int | None, gen: torch.Generator) -> torch.Tensor:
+    """The public images an attacker-side artifact uses: all (the papers), or a random ``max_public``
+    (a CPU budget: every public image costs a forward pass of the target)."""
+    if max_public is None or max_public >= len(public):
+        return public
+    return public[torch.randperm(len(public), generator=gen)[:max_public]]
+
+
+@torch.no_grad()
+def target_probs(target: nn.Module, x_uint8: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    """Softmax of the target on uint8 images (CPU tensor)."""
+    out = []
+    for i in range(0, len(x_uint8), batch):
+        out.append(target(to_model_range(x_uint8[i : i + batch].to(device))).softmax(1).cpu())
+    return torch.cat(out)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    from torchvision.utils import save_image
+
+    with store.atomic_path(path) as tmp:
+        save_image(images.add(1).div(2).clamp(0, 1), str(tmp), nrow=nrow, format="png")
+
+
+def train_prior(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.models.train import load_classifier
+
+    device = pick_device(job["device"])
+    gen = seed_everything(job["seed"])
+    p = job["spec"]["params"]
+    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
+    target = load_classifier(job["inputs"]["target"]["dir"], device)
+    public = public_subset(data["public_x"], p["max_public"], gen)
+    channels, resolution = public.shape[1], public.shape[-1]
+    pseudo = target_probs(target, public, device)  # the target's soft labels of the public data
+    num_classes = pseudo.shape[1]
+    G = Generator(p["z_dim"], p["dim"], channels, resolution).to(device)
+    D = KDiscriminator(num_classes, p["dim"], channels, resolution).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
+    bs, n = p["batch_size"], len(public)
+    history = []
+    perm, cursor = torch.randperm(n, generator=gen), 0
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal perm, cursor
+        if cursor + bs > n:
+            perm, cursor = torch.randperm(n, generator=gen), 0
+        idx = perm[cursor : cursor + bs]
+        cursor += bs
+        return to_model_range(public[idx]).to(device), pseudo[idx].to(device)
+
+    bar = progress(range(p["steps"]), desc="kedmi-gan", unit="G-step")
+    for step in bar:
+        for _ in range(p["n_dis"]):
+            real, probs = next_batch()
+            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
+            with torch.no_grad():
+                fake = G(z)
+            _, logits_real = D(real)
+            _, logits_fake = D(fake)
+            loss_lab, loss_unlab = discriminator_loss(logits_real, logits_fake, probs)
+            loss_d = loss_lab + loss_unlab
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        real, _ = next_batch()
+        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
+        feat_fake, logits_fake = D(G(z))
+        with torch.no_grad():
+            feat_real, _ = D(real)
+        loss_g = generator_loss(feat_real, feat_fake, logits_fake, p["entropy_weight"])
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if step % 50 == 0 or step == p["steps"] - 1:
+            history.append(
+                {
+                    "step": step,
+                    "loss_d_lab": loss_lab.item(),
+                    "loss_d_unlab": loss_unlab.item(),
+                    "loss_g": loss_g.item(),
+                }
+            )
+            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
+    G.eval()
+    D.eval()
+    outdir = Path(job["outdir"])
+    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
+    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
+    with torch.no_grad():
+        samples = G(torch.randn(64, p["z_dim"], generator=gen).to(device)).cpu()
+        fake_pred = target(samples.to(device)).argmax(1).cpu()
+    save_grid(samples, outdir / "samples.png")
+    results = {
+        "z_dim": p["z_dim"],
+        "channels": channels,
+        "resolution": resolution,
+        "num_classes": num_classes,
+        "history": history,
+        "target_class_histogram_of_samples": torch.bincount(fake_pred, minlength=num_classes).tolist(),
+    }
+    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+
+
+def load(prior_dir: str | Path, device="cpu") -> KEDMIPrior:
+    manifest = store.read_manifest(prior_dir)
+    p, res = manifest["spec"]["params"], manifest["results"]
+    G = Generator(p["z_dim"], p["dim"], res["channels"], res["resolution"])
+    D = KDiscriminator(res["num_classes"], p["dim"], res["channels"], res["resolution"])
+    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
+    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
+    for net in (G, D):
+        net.to(device).eval()
+        for q in net.parameters():
+            q.requires_grad_(False)
+    return KEDMIPrior(G, D, p["z_dim"], res["num_classes"])

@@ -1,0 +1,145 @@
+"""LOMMA's augmented models: students distilled from the target on public data
+(Nguyen et al., "Re-thinking Model Inversion Attacks Against Deep Neural
+Networks", CVPR 2023, "model augmentation").
+
+An attacker-side artifact, not a generative prior, stored in the prior stage
+because it is trained there from the same inputs (the public split and the
+target, ``needs_target``). ``n_students`` (3 in the paper) students are
+trained by knowledge distillation only: KL(softmax(T(x)) || softmax(S(x)))
+at temperature 1 on public images (which never carry labels), Adam.
+
+Files: the prior stage's main weight file ``generator.safetensors`` (the name
+the prior rule waits for) holds the students' state dicts, keys prefixed
+``student<i>.``; ``samples.png`` shows, per class (row), the public images the
+target (column 0) and each student (columns 1..) are most confident about.
+
+Deviations: the paper distils EfficientNet-B0/B1/B2 students from a VGG16 /
+IR152 / FaceNet64 target at 64x64; at our 32x32 CPU scale the students are
+``arch`` (default ``mcnn``, the paper's MNIST-family CNN; null = the
+target's architecture) with widths ``widths`` (one per student), trained
+``epochs`` epochs (the paper: until convergence, with its own schedule), on
+all public images or a random ``max_public`` of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mibench_core import store
+from mibench_core.data.common import to_model_range
+from mibench_core.models.classifiers import build
+from mibench_core.priors.kedmi_gan import public_subset, save_grid, target_probs
+from mibench_core.runtime import pick_device, progress, seed_everything
+
+log = logging.getLogger("mibench.prior")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) at a temperature, batch mean, times T^2 (Hinton et al. 2015)."""
+    log_s = F.log_softmax(student_logits / temperature, 1)
+    if temperature != 1.0:
+        teacher_probs = F.softmax(teacher_probs.clamp_min(1e-12).log() / temperature, 1)
+    return F.kl_div(log_s, teacher_probs, reduction="batchmean") * temperature**2
+
+
+@dataclass
+class Students:
+    models: list[nn.Module]
+
+
+def _student_specs(p: dict, target_spec: dict) -> list[tuple[str, dict]]:
+    arch = p["arch"] or target_spec["arch"]
+    specs = []
+    for i in range(p["n_students"]):
+        params = dict(target_spec["arch_params"]) if arch == target_spec["arch"] else {}
+        if p["widths"]:
+            params["width"] = p["widths"][i % len(p["widths"])]
+        specs.append((arch, params))
+    return specs
+
+
+def train_prior(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.models.train import augment_batch, load_classifier
+
+    device = pick_device(job["device"])
+    gen = seed_everything(job["seed"])
+    p = job["spec"]["params"]
+    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
+    target_dir = job["inputs"]["target"]["dir"]
+    T = load_classifier(target_dir, device)
+    t_manifest = store.read_manifest(target_dir)
+    t_res = t_manifest["results"]
+    public = public_subset(data["public_x"], p["max_public"], gen)
+    teacher = target_probs(T, public, device)
+    K = teacher.shape[1]
+    specs = _student_specs(p, t_manifest["spec"])
+    state: dict[str, torch.Tensor] = {}
+    models, student_probs, history = [], [], []
+    n, bs = len(public), p["batch_size"]
+    for i, (arch, params) in enumerate(specs):
+        S = build(arch, params, K, t_res["channels"], t_res["resolution"]).to(device)
+        opt = torch.optim.Adam(S.parameters(), lr=p["lr"])
+        steps = p["epochs"] * ((n + bs - 1) // bs)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        S.train()
+        for _ in progress(range(p["epochs"]), desc=f"student{i}", unit="epoch"):
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for j in range(0, n, bs):
+                idx = perm[j : j + bs]
+                xb = augment_batch(to_model_range(public[idx]), gen).to(device)
+                loss = distillation_loss(S(xb), teacher[idx].to(device), p["temperature"])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+        S.eval()
+        with torch.no_grad():
+            student_probs.append(target_probs(S, public, device))
+            agree_pub = (student_probs[-1].argmax(1) == teacher.argmax(1)).float().mean().item()
+            test_pred = target_probs(S, data["private_test_x"], device).argmax(1)
+            test_acc = (test_pred == data["private_test_y"]).float().mean().item()
+        history.append(
+            {"student": i, "arch": arch, "arch_params": params, "final_kd_loss": total / n,
+             "agreement_with_target_on_public": agree_pub, "private_test_acc": test_acc}
+        )  # fmt: skip
+        log.info("student %d (%s %s): agreement %.3f, private test acc %.3f", i, arch, params, agree_pub, test_acc)
+        state.update({f"student{i}.{k}": v for k, v in S.state_dict().items()})
+        models.append(S)
+    outdir = Path(job["outdir"])
+    store.save_tensors(outdir / "generator.safetensors", state)
+    rows = []
+    for c in range(K):
+        for net_probs in [teacher, *student_probs]:
+            rows.append(to_model_range(public[net_probs[:, c].argmax()]))
+    save_grid(torch.stack(rows), outdir / "samples.png", nrow=1 + len(models))
+    results = {
+        "num_classes": K,
+        "channels": t_res["channels"],
+        "resolution": t_res["resolution"],
+        "students": [{"arch": a, "arch_params": ap} for a, ap in specs],
+        "history": history,
+    }
+    return ["generator.safetensors", "samples.png"], results, str(device)
+
+
+def load(prior_dir: str | Path, device="cpu") -> Students:
+    res = store.read_manifest(prior_dir)["results"]
+    state = store.load_tensors(Path(prior_dir) / "generator.safetensors")
+    models = []
+    for i, s in enumerate(res["students"]):
+        S = build(s["arch"], s["arch_params"], res["num_classes"], res["channels"], res["resolution"])
+        prefix = f"student{i}."
+        S.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        S.to(device).eval()
+        for q in S.parameters():
+            q.requires_grad_(False)
+        models.append(S)
+    return Students(models)
