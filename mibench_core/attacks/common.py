@@ -41,10 +41,10 @@ class AttackContext:
     device: torch.device
     gen: torch.Generator
     target: torch.nn.Module | None = None  # white-box only
-    oracle: Any = None  # black-box / label-only only: mibench_core.attacks.oracle.Oracle
     prior: Any = None
     data_dir: str | None = None  # for attacks that use public (auxiliary) data
     aux: list[Any] = field(default_factory=list)  # extra attacker-side priors (config key ``aux``), in order
+    oracle: Any = None  # black-box / label-only only: mibench_core.attacks.oracle.Oracle
 
     def public_images(self) -> torch.Tensor:
         """The public split (uint8), the auxiliary data an attacker may hold."""
