@@ -12,9 +12,9 @@ MIBENCH = f"PYTHONPATH='{workflow.basedir}' python -m mibench_core.cli"
 STAGE_RESOURCES = {
     # threads, mem_mb, runtime (minutes), gpu
     "data": dict(threads=1, mem_mb=4000, runtime=20, gpu=0),
-    "model": dict(threads=2, mem_mb=4000, runtime=120, gpu=0),
-    "prior": dict(threads=2, mem_mb=4000, runtime=240, gpu=0),
-    "attack": dict(threads=2, mem_mb=4000, runtime=240, gpu=0),
+    "model": dict(threads=1, mem_mb=4000, runtime=120, gpu=0),
+    "prior": dict(threads=1, mem_mb=4000, runtime=240, gpu=0),
+    "attack": dict(threads=1, mem_mb=4000, runtime=240, gpu=0),
     "metric": dict(threads=1, mem_mb=4000, runtime=60, gpu=0),
     "report": dict(threads=1, mem_mb=2000, runtime=20, gpu=0),
 }
