@@ -40,25 +40,34 @@ def tables(workdir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(t / "attacks.parquet"), pd.read_parquet(t / "attack_classes.parquet")
 
 
+WHITE_BOX = {"gmi", "kedmi", "plgmi", "lomma-gmi", "lomma-kedmi", "vmi", "deepinversion", "secretgen"}
+BLACK_BOX = {"brep-mi", "rlb-mi", "lokt", "secretgen-bb", "learning-inversion"}
+
+
 def test_tables_have_the_schema_and_valid_metrics(smoke_run):
     attacks, classes = tables(smoke_run)
-    assert len(attacks) == 1
-    row = attacks.iloc[0]
+    assert set(attacks["attack"]) == WHITE_BOX | BLACK_BOX and len(attacks) == len(WHITE_BOX | BLACK_BOX)
     for col in ("run", "dataset", "target", "defense", "prior", "attack", "data_id", "target_id", "evaluation_id",
-                "prior_id", "attack_id", "target_test_acc", "evaluation_test_acc", "attack.params.lr",
+                "prior_id", "attack_id", "metrics_id", "target_test_acc", "evaluation_test_acc", "attack.params.lr",
                 "target.train.epochs", "dataset.resolution", "prior.params.steps", "attack_wall_s",
-                "version.torch", "missing_reasons"):  # fmt: skip
+                "version.torch", "missing_reasons", "queries"):  # fmt: skip
         assert col in attacks.columns, col
-    assert row["attack_id"].startswith("gmi-") and row["target_id"].startswith("mcnn-")
-    in_unit = ("acc1", "precision", "recall", "coverage", "target_test_acc", "evaluation_test_acc")
-    for col in in_unit:
-        assert 0.0 <= row[col] <= 1.0, col
-    for col in ("knn_dist", "feat_dist", "density"):
-        assert math.isfinite(row[col]) and row[col] >= 0, col
-    assert math.isfinite(row["eval_fd"]) and row["eval_fd"] > -1e-6
-    assert row["acc5"] is None or pd.isna(row["acc5"])  # 5 classes: missing, with a reason
-    assert "acc5" in row["missing_reasons"]
-    assert sorted(classes["class"]) == [0, 1, 2, 3, 4]
+    for _, row in attacks.iterrows():
+        assert row["attack_id"].startswith(row["attack_name"] + "-") and row["target_id"].startswith("mcnn-")
+        for col in ("acc1", "precision", "recall", "coverage", "target_test_acc", "evaluation_test_acc", "ssim"):
+            assert 0.0 <= row[col] <= 1.0, (row["attack"], col)
+        for col in ("knn_dist", "feat_dist", "density", "psnr"):
+            assert math.isfinite(row[col]) and row[col] >= 0, (row["attack"], col)
+        assert math.isfinite(row["eval_fd"]) and row["eval_fd"] > -1e-6
+        assert row["acc5"] is None or pd.isna(row["acc5"])  # 5 classes: missing, with a reason
+        assert "acc5" in row["missing_reasons"]
+    by_attack = attacks.set_index("attack")
+    # white-box attacks use gradients, not counted queries; black-box ones go through the oracle
+    assert by_attack.loc[sorted(WHITE_BOX), "queries"].isna().all()
+    assert (by_attack.loc[sorted(BLACK_BOX), "queries"] > 0).all()
+    assert by_attack.loc["lokt", "queries"] > by_attack.loc["lokt", "num_reconstructions"]  # prior's queries too
+    assert "psnr" not in by_attack.loc["learning-inversion", "missing_reasons"]
+    assert sorted(set(classes["class"])) == [0, 1, 2, 3, 4]
     assert classes["acc1"].between(0, 1).all()
 
 
@@ -66,9 +75,12 @@ def test_reports_are_written(smoke_run):
     rep = smoke_run / "results" / "smoke" / "reports"
     md = (rep / "tables" / "attacks.md").read_text()
     assert "| sklearn-digits | mcnn | none | gmi |" in md and "acc5` missing" in md
-    for png in ("figures/comparison.png", "figures/reconstructions/sklearn-digits.mcnn.none.gmi.png",
-                "figures/priors/sklearn-digits.gmi-gan.png"):  # fmt: skip
-        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pngs = ["figures/comparison.png", "figures/queries.png"]
+    pngs += [f"figures/reconstructions/sklearn-digits.mcnn.none.{a}.png" for a in WHITE_BOX | BLACK_BOX]
+    pngs += ["figures/priors/sklearn-digits.gmi-gan.png"]
+    for png in pngs:
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert len(list((rep / "figures" / "priors").glob("*.png"))) == 5
 
 
 def test_second_run_schedules_nothing(smoke_run):
