@@ -115,6 +115,30 @@ ARCHS = _entries(
     #
     #
     Entry(
+        "ir152",
+        "arch",
+        "mibench_core.models.face:ir152",
+        "IR-152 face backbone at 64x64 (face.evoLVe), the KEDMI / PLG-MI 'IR152' target",
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        files=("models/classifiers.py",),
+    ),
+    Entry(
+        "facenet64",
+        "arch",
+        "mibench_core.models.face:facenet64",
+        "IR-50 face backbone at 64x64, the KEDMI / PLG-MI 'FaceNet64' target",
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        files=("models/classifiers.py",),
+    ),
+    Entry(
+        "facenet112",
+        "arch",
+        "mibench_core.models.face:facenet112",
+        "IR-50 face backbone at 112x112 (inputs resized), the GMI / KEDMI / PLG-MI evaluation model",
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        files=("models/classifiers.py",),
+    ),
+    Entry(
         "torchvision",
         "arch",
         "mibench_core.models.classifiers:torchvision_classifier",
