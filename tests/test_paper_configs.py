@@ -1,0 +1,140 @@
+"""Paper configs and the preflight check (issue 9)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mibench_core import preflight, registry
+from mibench_core.cli import _merge
+from mibench_core.config import ConfigError, validate
+from mibench_core.plan import build
+from tests.smoke import REPO
+
+PAPER = REPO / "config" / "paper-celeba64.yaml"
+HIGHRES = REPO / "config" / "paper-highres-stylegan.yaml"
+WEIGHTS = ["weights/vgg16_bn-6c64b313.pth", "weights/backbone_ir152_ms1m.pth", "weights/backbone_ir50_ms1m.pth"]
+PENDING = {"prior": ("kedmi-gan", "plgmi-cgan"), "attack": ("kedmi", "plgmi")}
+
+
+def _load(*paths) -> dict:
+    cfg: dict = {}
+    for p in (REPO / "config" / "config.yaml", *paths):
+        _merge(cfg, yaml.safe_load(p.read_text()))
+    return cfg
+
+
+def _registered() -> bool:
+    return all(n in registry.REGISTRIES[k] for k, names in PENDING.items() for n in names)
+
+
+def _gmi_only(tmp_path):
+    """An override keeping the paper config's GMI prior and attack (registered today)."""
+    path = tmp_path / "gmi-only.yaml"
+    path.write_text(yaml.safe_dump({"priors": [{"name": "gmi-gan", "label": "gmi"}], "attacks": [
+        {"name": "gmi", "prior": "gmi"}]}))  # fmt: skip
+    return path
+
+
+def _files(workdir):
+    (workdir / "data" / "celeba64").mkdir(parents=True)
+    for w in WEIGHTS:
+        (workdir / w).parent.mkdir(exist_ok=True)
+        (workdir / w).write_bytes(b"stand-in")
+
+
+def _snakemake_n(workdir, *configfiles, env=None):
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", *map(str, configfiles), "--nolock"]  # fmt: skip
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
+    return proc, time.time() - t0
+
+
+def test_paper_config_protocol(tmp_path):
+    raw = yaml.safe_load(PAPER.read_text())
+    split = raw["datasets"][0]["split"]
+    assert split["private_classes"] == list(range(1000))
+    assert split["public_classes"] == list(range(1000, 10177))  # CelebA: 10,177 identities
+    assert raw["datasets"][0]["resolution"] == 64
+    assert [t["arch"] for t in raw["targets"]] == ["torchvision", "ir152", "facenet64"]
+    assert raw["targets"][0]["arch_params"]["model"] == "vgg16_bn"
+    assert raw["evaluation"]["arch"] == "facenet112"
+    assert [p["name"] for p in raw["priors"]] == ["gmi-gan", "kedmi-gan", "plgmi-cgan"]
+    assert [a["name"] for a in raw["attacks"]] == ["gmi", "kedmi", "plgmi"]
+    cfg = validate(_load(PAPER, _gmi_only(tmp_path)))
+    plan = build(cfg)
+    kinds = [n.kind for n in plan.nodes.values()]
+    assert kinds.count("model") == 4 and len(plan.runs) == 3
+
+
+@pytest.mark.skipif(not _registered(), reason="KEDMI (kedmi-gan/kedmi) and PLG-MI (plgmi-cgan/plgmi) are not "
+                    "registered yet (being written in another branch); the full paper config needs them")  # fmt: skip
+def test_full_paper_config_validates_and_plans():
+    cfg = validate(_load(PAPER))
+    plan = build(cfg)
+    assert len(plan.runs) == 9  # 3 targets x 3 attacks
+    assert {r.prior for r in plan.runs} == {"gmi", "kedmi", "plgmi"}
+
+
+def test_preflight_names_every_missing_file(tmp_path):
+    cfg = validate(_load(PAPER, _gmi_only(tmp_path)))
+    found = preflight.problems(cfg, tmp_path)
+    text = "\n".join(found)
+    assert "datasets[0].root" in text and "data/celeba64" in text
+    for w in WEIGHTS:
+        assert w in text
+    assert "targets[1].arch_params.pretrained_weights" in text and "evaluation.arch_params.pretrained_weights" in text
+    _files(tmp_path)
+    assert preflight.problems(cfg, tmp_path) == []
+    with pytest.raises(preflight.PreflightError, match="data/celeba64"):
+        preflight.check(cfg, tmp_path / "elsewhere")
+
+
+def test_preflight_rules():
+    base = validate(_load())  # the default benchmark: nothing to provide
+    assert preflight.problems(base) == []
+    cfg = {"datasets": [{"name": "image-folder", "root": None}, {"name": "cifar10", "root": None, "download": True},
+                        {"name": "mnist", "root": None, "download": False}],
+           "priors": [{"name": "x", "params": {"checkpoint": "nope.pt", "note_file": "gone.txt", "steps": 3}}],
+           "metrics": [{"name": "y", "params": {"weights": None}}]}  # fmt: skip
+    found = preflight.problems(cfg)
+    assert len(found) == 4, found
+    assert "'datasets[0].root'" in found[0] and "needs a root" in found[0]
+    assert "'datasets[2].root'" in found[1] and "download: true" in found[1]
+    assert "'priors[0].params.checkpoint'" in found[2] and "'priors[0].params.note_file'" in found[3]
+
+
+def test_dry_run_fails_before_any_job_naming_the_file(tmp_path):
+    proc, _ = _snakemake_n(tmp_path, PAPER, _gmi_only(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "data/celeba64" in out and "weights/backbone_ir152_ms1m.pth" in out, out[-2000:]
+    assert "no job was started" in out and "Job stats" not in out
+
+
+def test_dry_run_plans_in_seconds(tmp_path):
+    _files(tmp_path)
+    proc, seconds = _snakemake_n(tmp_path, PAPER, _gmi_only(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    total = re.search(r"^total\s+(\d+)", out, flags=re.M)
+    # data 1, models 4, prior 1, attacks 3, metrics 15, report rules, all
+    assert total and int(total.group(1)) >= 24, out[-2000:]
+    assert seconds < 60, seconds  # a few seconds on an idle machine
+
+
+def test_highres_stylegan_config_is_honest_about_missing_priors():
+    raw = yaml.safe_load(HIGHRES.read_text())
+    assert raw["datasets"][0]["resolution"] == 224
+    missing = [p["name"] for p in raw["priors"] if p["name"] not in registry.PRIORS]
+    if missing:
+        with pytest.raises(ConfigError, match=re.escape(missing[0])):
+            validate(_load(HIGHRES))
+    else:
+        build(validate(_load(HIGHRES)))
