@@ -41,12 +41,18 @@ def metric_manifests():
     return [PLAN.path(m, "manifest.json") for run in PLAN.runs for m in run.metric_ids]
 
 
+# Label -> run / prior lookups are dicts: input functions run once per job, and a
+# linear scan there makes planning quadratic in the grid size (benchmarks/plan_time.py).
+RUNS_BY_LABEL = {r.label: r for r in PLAN.runs}
+PRIORS_BY_LABEL = {n.label: n for n in PLAN.of_kind("prior")}
+
+
 def run_by_label(label):
-    return next(r for r in PLAN.runs if r.label == label)
+    return RUNS_BY_LABEL[label]
 
 
 def prior_by_label(label):
-    return next(n for n in PLAN.of_kind("prior") if n.label == label)
+    return PRIORS_BY_LABEL[label]
 
 
 # Defense perspectives (issue 6): always rendered; one whose data a config lacks
