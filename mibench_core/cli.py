@@ -50,9 +50,10 @@ def _load_config(paths: list[str]) -> dict:
 
     repo = Path(__file__).resolve().parent.parent
     cfg: dict = {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster on paper-scale grids
     for path in [str(repo / "config" / "config.yaml"), *paths]:
         with open(path) as fh:
-            _merge(cfg, yaml.safe_load(fh) or {})
+            _merge(cfg, yaml.load(fh, Loader=loader) or {})
     return validate(cfg)
 
 
