@@ -13,3 +13,13 @@ def _few_threads():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def smoke_local(tmp_path_factory):
+    """One local run of config/smoke.yaml per test session (issue 9: Slurm and report tests compare with it)."""
+    from tests.smoke import run_local
+
+    workdir = tmp_path_factory.mktemp("smoke-local")
+    run_local(workdir)
+    return workdir
