@@ -66,6 +66,10 @@ def _check_params(params: dict, entry: registry.Entry, path: list[Any], extra: t
     for key, val in params.items():
         if key in ("name", "label", *extra):
             continue
+        if val is None and key not in entry.defaults:
+            # null unsets a key inherited from config/config.yaml (config files merge dicts),
+            # e.g. the default evaluation model's `width` under a paper config's other architecture
+            continue
         if key not in entry.defaults:
             valid = ", ".join(sorted(entry.defaults)) or "(none)"
             raise ConfigError(

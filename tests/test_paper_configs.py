@@ -138,3 +138,12 @@ def test_highres_stylegan_config_is_honest_about_missing_priors():
             validate(_load(HIGHRES))
     else:
         build(validate(_load(HIGHRES)))
+
+
+def test_null_unsets_an_inherited_parameter():
+    cfg = _load()
+    cfg["evaluation"] = {"arch": "resnet18", "arch_params": {"width": None, "stem_stride": 1}}
+    assert validate(cfg)["evaluation"]["arch_params"] == {"stem_stride": 1}
+    cfg["evaluation"]["arch_params"]["width"] = 8
+    with pytest.raises(ConfigError, match="has no parameter 'width'"):
+        validate(cfg)
