@@ -4,8 +4,9 @@ Called by the Snakefile right after validation (so ``snakemake -n`` fails
 too), stdlib only. It checks every dataset ``root`` and every parameter that
 names a file (a key ending in ``weights``, ``checkpoint``, ``_path`` or
 ``_file`` with a string value) in targets, evaluation, defenses, priors,
-attacks and metrics; and that datasets which cannot come from anywhere else
-have a root (or ``download: true``). Relative paths are relative to the
+attacks and metrics, and every path of the top-level ``weights:`` mapping;
+and that datasets which cannot come from anywhere else have a root (or
+``download: true``). Relative paths are relative to the
 working directory (``snakemake --directory``), as the jobs see them.
 
 Set ``MIBENCH_PREFLIGHT=0`` to plan a config whose files live elsewhere
@@ -67,6 +68,12 @@ def problems(cfg: dict, workdir: str | os.PathLike | None = None) -> list[str]:
         for key, path in _paths(value, section):
             if missing(path):
                 out.append(f"config key '{key}': no such file {path}")
+    # the top-level weights mapping (name: path, or name: {path, sha256}); a path given there is
+    # the only place looked at, so a missing one is an error, not a silently missing metric
+    for name, spec in (cfg.get("weights") or {}).items():
+        path = spec.get("path") if isinstance(spec, dict) else spec
+        if isinstance(path, str) and missing(path):
+            out.append(f"config key 'weights.{name}': no such file {path}")
     return out
 
 

@@ -28,9 +28,11 @@ def test_list_names_every_registered_method(capsys):
 def test_plan_counts_jobs_by_stage(capsys):
     assert main(["plan", "-c", str(SMOKE)]) == 0
     out = dict(line.split() for line in capsys.readouterr().out.splitlines())
-    # smoke: one dataset, target + evaluation model, one prior, one attack, five metrics
-    assert out == {"data": "1", "model": "2", "prior": "1", "attack": "1", "metric": "5", "runs": "1"}
-    plan = build(_load_config([str(SMOKE)]))
+    cfg = _load_config([str(SMOKE)])
+    # smoke: one dataset, target + evaluation model, one prior, one attack, one job per metric
+    n_metrics = str(len(cfg["metrics"]))
+    assert out == {"data": "1", "model": "2", "prior": "1", "attack": "1", "metric": n_metrics, "runs": "1"}
+    plan = build(cfg)
     counts = Counter(n.kind for n in plan.nodes.values())
     assert {k: str(v) for k, v in counts.items()} == {k: v for k, v in out.items() if k != "runs"}
 

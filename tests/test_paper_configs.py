@@ -18,7 +18,8 @@ from tests.smoke import REPO
 
 PAPER = REPO / "config" / "paper-celeba64.yaml"
 HIGHRES = REPO / "config" / "paper-highres-stylegan.yaml"
-WEIGHTS = ["weights/vgg16_bn-6c64b313.pth", "weights/backbone_ir152_ms1m.pth", "weights/backbone_ir50_ms1m.pth"]
+WEIGHTS = ["weights/vgg16_bn-6c64b313.pth", "weights/backbone_ir152_ms1m.pth", "weights/backbone_ir50_ms1m.pth",
+           "weights/pt_inception-2015-12-05-6726825d.pth", "weights/alexnet-owt-7be5be79.pth"]  # fmt: skip
 PENDING = {"prior": ("kedmi-gan", "plgmi-cgan"), "attack": ("kedmi", "plgmi")}
 
 
@@ -90,6 +91,7 @@ def test_preflight_names_every_missing_file(tmp_path):
     for w in WEIGHTS:
         assert w in text
     assert "targets[1].arch_params.pretrained_weights" in text and "evaluation.arch_params.pretrained_weights" in text
+    assert "'weights.fid-inception'" in text
     _files(tmp_path)
     assert preflight.problems(cfg, tmp_path) == []
     with pytest.raises(preflight.PreflightError, match="data/celeba64"):
@@ -124,8 +126,8 @@ def test_dry_run_plans_in_seconds(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     total = re.search(r"^total\s+(\d+)", out, flags=re.M)
-    # data 1, models 4, prior 1, attacks 3, metrics 15, report rules, all
-    assert total and int(total.group(1)) >= 24, out[-2000:]
+    # data 1, models 4, prior 1, attacks 3, metrics 24, report rules, all
+    assert total and int(total.group(1)) >= 33, out[-2000:]
     assert seconds < 60, seconds  # a few seconds on an idle machine
 
 
