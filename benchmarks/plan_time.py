@@ -6,7 +6,7 @@
 
 Each grid is the smoke config with many GMI attacks that differ in one
 hyperparameter (a paper-style sweep): every attack adds one attack job, one
-job per metric (5) and one reconstruction figure. Prints, per grid, the jobs
+job per metric and one reconstruction figure. Prints, per grid, the jobs
 `snakemake -n` plans, the time to build the plan alone (config validation +
 content ids), and the wall time of the whole `snakemake -n` (parse, plan,
 DAG, dry run). No job runs; nothing is written outside a temporary folder.
@@ -26,7 +26,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-JOBS_PER_ATTACK = 7  # attack + 5 metrics + reconstruction figure
+
+
+def jobs_per_attack() -> int:
+    """attack + one job per metric (the smoke config keeps config.yaml's list) + reconstruction figure."""
+    metrics = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text()).get("metrics")
+    if metrics is None:
+        metrics = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["metrics"]
+    return 2 + len(metrics)
 
 
 def grid_config(n_attacks: int) -> dict:
@@ -71,7 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mibench-plan-") as tmp:
         tmp = Path(tmp)
         for target in args.jobs:
-            n = max(1, round(target / JOBS_PER_ATTACK))
+            n = max(1, round(target / jobs_per_attack()))
             cfg_path = tmp / f"grid-{target}.yaml"
             cfg_path.write_text(yaml.safe_dump(grid_config(n)))
             plan_s, _ = plan_seconds(cfg_path)
