@@ -29,15 +29,21 @@ sys.path.insert(0, str(REPO))
 
 
 def jobs_per_attack() -> int:
-    """attack + one job per metric (the smoke config keeps config.yaml's list) + reconstruction figure."""
-    metrics = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text()).get("metrics")
-    if metrics is None:
-        metrics = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["metrics"]
-    return 2 + len(metrics)
+    """Jobs one more attack adds: its artifacts in the plan (attack, metrics) + its reconstruction figure."""
+    from mibench_core.config import validate
+    from mibench_core.plan import build
+
+    def nodes(n: int) -> int:
+        base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        base.update(grid_config(n))
+        return len(build(validate(base)).nodes)
+
+    return nodes(2) - nodes(1) + 1
 
 
 def grid_config(n_attacks: int) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg.pop("defenses", None)  # one target, no defense: each attack is one run
     cfg["attacks"] = [
         {"name": "gmi", "label": f"gmi-it{10 + i}", "prior": "gmi-gan", "per_class": 4, "iterations": 10 + i}
         for i in range(n_attacks)
@@ -77,8 +83,9 @@ def main() -> None:
     print(f"{'target':>7} {'attacks':>7} {'jobs':>7} {'plan_s':>7} {'snakemake_-n_s':>14}")
     with tempfile.TemporaryDirectory(prefix="mibench-plan-") as tmp:
         tmp = Path(tmp)
+        per_attack = jobs_per_attack()
         for target in args.jobs:
-            n = max(1, round(target / jobs_per_attack()))
+            n = max(1, round(target / per_attack))
             cfg_path = tmp / f"grid-{target}.yaml"
             cfg_path.write_text(yaml.safe_dump(grid_config(n)))
             plan_s, _ = plan_seconds(cfg_path)
