@@ -120,7 +120,7 @@ rule plot_queries:
         figure=report(
             f"{REPORTS}/figures/queries.png",
             caption="../report/queries.rst",
-            category="Results",
+            category="6. Results",
             subcategory="Queries",
         ),
     log:
@@ -145,13 +145,13 @@ rule plot_perspective_privacy_utility:
         figure=report(
             f"{REPORTS}/figures/perspectives/privacy_utility.png",
             caption="../report/perspective_privacy_utility.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Privacy-utility",
         ),
         table=report(
             f"{REPORTS}/tables/perspectives/privacy_utility.md",
             caption="../report/perspective_privacy_utility.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Privacy-utility",
         ),
     log:
@@ -173,13 +173,13 @@ rule plot_perspective_predictive_power:
         figure=report(
             f"{REPORTS}/figures/perspectives/predictive_power.png",
             caption="../report/perspective_predictive_power.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Predictive power",
         ),
         table=report(
             f"{REPORTS}/tables/perspectives/predictive_power.md",
             caption="../report/perspective_predictive_power.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Predictive power",
         ),
     log:
@@ -201,13 +201,13 @@ rule plot_perspective_resolution:
         figure=report(
             f"{REPORTS}/figures/perspectives/resolution.png",
             caption="../report/perspective_resolution.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Resolution",
         ),
         table=report(
             f"{REPORTS}/tables/perspectives/resolution.md",
             caption="../report/perspective_resolution.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Resolution",
         ),
     log:
@@ -229,13 +229,13 @@ rule plot_perspective_robustness:
         figure=report(
             f"{REPORTS}/figures/perspectives/robustness.png",
             caption="../report/perspective_robustness.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Adversarial robustness",
         ),
         table=report(
             f"{REPORTS}/tables/perspectives/robustness.md",
             caption="../report/perspective_robustness.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Adversarial robustness",
         ),
     log:
@@ -257,13 +257,13 @@ rule render_defense_matrix:
         markdown=report(
             f"{REPORTS}/tables/defense_matrix.md",
             caption="../report/defense_matrix.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Matrix",
         ),
         latex=report(
             f"{REPORTS}/tables/defense_matrix.tex",
             caption="../report/defense_matrix.rst",
-            category="Defenses",
+            category="7. Defenses",
             subcategory="Matrix",
         ),
     log:
