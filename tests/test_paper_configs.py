@@ -20,7 +20,7 @@ PAPER = REPO / "config" / "paper-celeba64.yaml"
 HIGHRES = REPO / "config" / "paper-highres-stylegan.yaml"
 WEIGHTS = ["weights/vgg16_bn-6c64b313.pth", "weights/backbone_ir152_ms1m.pth", "weights/backbone_ir50_ms1m.pth",
            "weights/pt_inception-2015-12-05-6726825d.pth", "weights/alexnet-owt-7be5be79.pth"]  # fmt: skip
-PENDING = {"prior": ("kedmi-gan", "plgmi-cgan"), "attack": ("kedmi", "plgmi")}
+PENDING = {"prior": ("kedmi-gan", "plgmi-gan"), "attack": ("kedmi", "plgmi")}
 
 
 def _load(*paths) -> dict:
@@ -66,7 +66,7 @@ def test_paper_config_protocol(tmp_path):
     assert [t["arch"] for t in raw["targets"]] == ["torchvision", "ir152", "facenet64"]
     assert raw["targets"][0]["arch_params"]["model"] == "vgg16_bn"
     assert raw["evaluation"]["arch"] == "facenet112"
-    assert [p["name"] for p in raw["priors"]] == ["gmi-gan", "kedmi-gan", "plgmi-cgan"]
+    assert [p["name"] for p in raw["priors"]] == ["gmi-gan", "kedmi-gan", "plgmi-gan"]
     assert [a["name"] for a in raw["attacks"]] == ["gmi", "kedmi", "plgmi"]
     cfg = validate(_load(PAPER, _gmi_only(tmp_path)))
     plan = build(cfg)
@@ -74,7 +74,7 @@ def test_paper_config_protocol(tmp_path):
     assert kinds.count("model") == 4 and len(plan.runs) == 3
 
 
-@pytest.mark.skipif(not _registered(), reason="KEDMI (kedmi-gan/kedmi) and PLG-MI (plgmi-cgan/plgmi) are not "
+@pytest.mark.skipif(not _registered(), reason="KEDMI (kedmi-gan/kedmi) and PLG-MI (plgmi-gan/plgmi) are not "
                     "registered yet (being written in another branch); the full paper config needs them")  # fmt: skip
 def test_full_paper_config_validates_and_plans():
     cfg = validate(_load(PAPER))
