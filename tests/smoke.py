@@ -51,7 +51,7 @@ def snakemake_cmd(workdir: Path, *configfiles: Path) -> list[str]:
             "--configfile", *files, "--nolock"]  # fmt: skip
 
 
-def run_local(workdir: Path, cores: int = 2, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_local(workdir: Path, cores: int = 2, timeout: int = 2400) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         snakemake_cmd(workdir) + ["--cores", str(cores)], cwd=workdir, capture_output=True, text=True, timeout=timeout
