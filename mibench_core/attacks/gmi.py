@@ -46,6 +46,26 @@ def nesterov_step(
     return z - momentum * v + (1 + momentum) * v_new, v_new
 
 
+def optimise_latents(
+    G, D, T, z: torch.Tensor, y: torch.Tensor, iterations: int, lr: float, momentum: float,
+    lambda_iden: float, clip_z: float, reference_batch: int, desc: str,
+) -> torch.Tensor:  # fmt: skip
+    """GMI's latent search from ``z`` for labels ``y``; returns the final latents."""
+    v = torch.zeros_like(z)
+    bar = progress(range(iterations), desc=desc, unit="it")
+    for it in bar:
+        z.requires_grad_(True)
+        x = G(z)
+        per_latent = gmi_loss(D(x), T(x), y, lambda_iden)
+        (grad,) = torch.autograd.grad(per_latent.sum() / reference_batch, z)
+        with torch.no_grad():
+            z, v = nesterov_step(z.detach(), v, grad, lr, momentum)
+            z.clamp_(-clip_z, clip_z)
+        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
+            bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
+    return z
+
+
 def run_attack(
     ctx: AttackContext,
     per_class: int,
@@ -64,18 +84,7 @@ def run_attack(
     n_slots = len(labels)
     y = labels.repeat(restarts).to(dev)  # restart-major: [R * S]
     z = ctx.prior.sample_z(restarts * n_slots, ctx.gen).to(dev)
-    v = torch.zeros_like(z)
-    bar = progress(range(iterations), desc="gmi", unit="it")
-    for it in bar:
-        z.requires_grad_(True)
-        x = G(z)
-        per_latent = gmi_loss(D(x), T(x), y, lambda_iden)
-        (grad,) = torch.autograd.grad(per_latent.sum() / reference_batch, z)
-        with torch.no_grad():
-            z, v = nesterov_step(z.detach(), v, grad, lr, momentum)
-            z.clamp_(-clip_z, clip_z)
-        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
-            bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
+    z = optimise_latents(G, D, T, z, y, iterations, lr, momentum, lambda_iden, clip_z, reference_batch, "gmi")
     with torch.no_grad():
         x = G(z)
         logits = T(x)

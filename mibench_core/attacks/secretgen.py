@@ -25,9 +25,8 @@ from __future__ import annotations
 import torch
 
 from mibench_core.attacks.common import AttackContext, AttackResult
-from mibench_core.attacks.gmi import gmi_loss, nesterov_step
+from mibench_core.attacks.gmi import optimise_latents
 from mibench_core.attacks.kedmi import summarise
-from mibench_core.runtime import progress
 
 
 @torch.no_grad()
@@ -57,18 +56,7 @@ def run_attack(
     idx, labels = select_latents(probs, ctx.classes, per_class)
     selected_labelled = (probs[idx].argmax(1) == labels).float().mean().item()
     z, y = pool[idx].to(dev), labels.to(dev)
-    v = torch.zeros_like(z)
-    bar = progress(range(iterations), desc="secretgen", unit="it")
-    for it in bar:
-        z.requires_grad_(True)
-        x = G(z)
-        per_latent = gmi_loss(D(x), T(x), y, lambda_iden)
-        (grad,) = torch.autograd.grad(per_latent.sum() / reference_batch, z)
-        with torch.no_grad():
-            z, v = nesterov_step(z.detach(), v, grad, lr, momentum)
-            z.clamp_(-clip_z, clip_z)
-        if it % 50 == 0:  # .item() synchronises a GPU: only now and then
-            bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
+    z = optimise_latents(G, D, T, z, y, iterations, lr, momentum, lambda_iden, clip_z, reference_batch, "secretgen")
     with torch.no_grad():
         images = G(z)
     info, extras = summarise(ctx, images, labels)
