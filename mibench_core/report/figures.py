@@ -99,32 +99,61 @@ def prior_samples(prior_dir: str, out: str) -> None:
     _savefig(fig, out)
 
 
+def short_run_labels(runs: list[str]) -> list[str]:
+    """Run labels without the dot-separated parts every run shares (``a.b.gmi`` -> ``gmi``)."""
+    parts = [r.split(".") for r in runs]
+    if len(parts) < 2 or len({len(p) for p in parts}) != 1:
+        return list(runs)
+    keep = [k for k in range(len(parts[0])) if len({p[k] for p in parts}) > 1]
+    return [".".join(p[k] for k in keep) for p in parts] if keep else list(runs)
+
+
 def comparison_chart(attacks_parquet: str, out: str) -> None:
-    """One panel per metric, one bar per run; missing values are marked, not drawn as 0."""
+    """One panel per metric, one bar per run in the same order in every panel.
+
+    A missing value is written as "missing" at its run's place, never drawn as 0;
+    a metric missing for every run gets no panel but is named under the figure
+    (the reasons are in the Markdown table and ``missing_reasons``).
+    """
+    import numpy as np
     import pandas as pd
-    import seaborn as sns
 
     from mibench_core.report.aggregate import metric_columns
 
-    df = pd.read_parquet(attacks_parquet)
-    metrics = metric_columns(list(df.columns))
-    n = len(metrics)
+    df = pd.read_parquet(attacks_parquet).sort_values("run").reset_index(drop=True)
+    all_metrics = metric_columns(list(df.columns))
+    metrics = [m for m in all_metrics if df[m].notna().any()]
+    absent = [m for m in all_metrics if m not in metrics]
+    labels = short_run_labels(list(df["run"]))
+    y = np.arange(len(df))
+    n = max(1, len(metrics))
     ncols = min(3, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.5 * len(df) + 1.6 * nrows + 0.5), squeeze=False)
-    sns.set_theme(style="whitegrid")
+    panel_h = 0.22 * len(df) + 0.9
+    size = (3.6 * ncols + 1.5, panel_h * nrows + 0.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, sharey=True)
     for ax, m in zip(axes.flat, metrics):
-        sub = df[["run", m]].copy()
-        sns.barplot(data=sub.dropna(), y="run", x=m, ax=ax, color="#4C72B0", orient="h")
-        for i, (_, row) in enumerate(sub.iterrows()):
-            if pd.isna(row[m]):
-                ax.text(0, i, " missing", va="center", fontsize=8, color="#a00")
+        vals = pd.to_numeric(df[m], errors="coerce").to_numpy(dtype=float)
+        ok = ~np.isnan(vals)
+        ax.barh(y[ok], vals[ok], color="#4C72B0", height=0.7)
+        for yi in y[~ok]:
+            ax.text(0.01, yi, "missing", va="center", fontsize=7, color="#a00",
+                    transform=ax.get_yaxis_transform())  # fmt: skip
+        ax.set_ylim(len(df) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
         title, hint = METRIC_LABELS.get(m, (m, ""))
         ax.set_title(f"{title}\n({hint})" if hint else title, fontsize=9)
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-    for ax in list(axes.flat)[n:]:
+        ax.tick_params(labelsize=8)
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, labels)
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
+    if absent:
+        names = ", ".join(METRIC_LABELS.get(m, (m, ""))[0] for m in absent)
+        fig.text(0.01, 0.0, f"missing for every run (reasons in the Markdown table): {names}", fontsize=8,
+                 color="#a00", ha="left", va="top")  # fmt: skip
+    if not metrics:
+        axes.flat[0].text(0.5, 0.5, "no metric has a value", ha="center", va="center")
     fig.tight_layout()
     _savefig(fig, out)
 
