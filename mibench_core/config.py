@@ -265,9 +265,18 @@ def _check_output_defenses(cfg: dict) -> None:
         defaults, description = OUTPUT_PROCESSING[name]
         entry = registry.Entry(name, "output processing", "mibench_core.defenses.output:make_postprocess",
                                description, defaults=defaults)  # fmt: skip
-        params = _check_params(item, entry, ["output_defenses", i], ())
+        params = _check_params(item, entry, ["output_defenses", i], ("defenses",))
         cfg["output_defenses"][i] = {"name": name, **({"label": item["label"]} if "label" in item else {}),
                                      "params": params}  # fmt: skip
+        if "defenses" in item:  # only against targets trained with these defenses (labels)
+            known = [d["label"] for d in cfg["defenses"]]
+            scope = item["defenses"]
+            if not isinstance(scope, list) or not scope or any(label not in known for label in scope):
+                raise ConfigError(
+                    f"config key 'output_defenses[{i}].defenses': expected a non-empty list of "
+                    f"defense labels; configured: {', '.join(known)}"
+                )
+            cfg["output_defenses"][i]["defenses"] = scope
     for item in cfg["output_defenses"]:
         if "label" not in item:
             p = item["params"]

@@ -293,6 +293,8 @@ def build(config: dict) -> Plan:
                     if pid not in plan.priors_by_dataset[ds["label"]]:
                         plan.priors_by_dataset[ds["label"]].append(pid)
                 for atk, out in _attack_variants(config):
+                    if out is not None and dfn["label"] not in out.get("defenses", [dfn["label"]]):
+                        continue  # output processing scoped to other targets' defenses
                     atk_entry = registry.get("attack", atk["name"])
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):

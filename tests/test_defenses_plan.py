@@ -51,6 +51,24 @@ def test_output_defenses_apply_only_to_non_white_box_attacks(blackbox):
     assert len(gmi_ids) == 1
 
 
+def test_output_defenses_can_be_scoped_to_some_target_defenses(blackbox):
+    cfg = smoke()
+    cfg["attacks"] = [{"name": "fake-bb"}]
+    cfg["defenses"] = [{"name": "none"}, {"name": "mid", "label": "mid1", "beta": 0.01}]
+    cfg["output_defenses"] = [{"name": "topk", "k": 1, "defenses": ["none"]}, {"name": "label_only"}]
+    plan = build(validate(cfg))
+    runs = sorted((r.defense, r.attack) for r in plan.runs)
+    assert runs == [("mid1", "fake-bb"), ("mid1", "fake-bb_label_only"),
+                    ("none", "fake-bb"), ("none", "fake-bb_label_only"), ("none", "fake-bb_topk1")]  # fmt: skip
+    # the scope is not part of the attack spec: scoping does not change ids
+    unscoped = build(validate({**cfg, "output_defenses": [{"name": "topk", "k": 1}]}))
+    ids = {r.attack_id for p in (plan, unscoped) for r in p.runs if r.attack == "fake-bb_topk1" and r.defense == "none"}
+    assert len(ids) == 1
+    cfg["output_defenses"] = [{"name": "topk", "defenses": ["dp"]}]
+    with pytest.raises(ConfigError, match=r"output_defenses\[0\].defenses.*configured: none, mid1"):
+        validate(cfg)
+
+
 def test_output_defense_names_and_params_are_validated():
     cfg = smoke()
     cfg["output_defenses"] = [{"name": "blur"}]
