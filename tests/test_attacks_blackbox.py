@@ -97,6 +97,10 @@ def test_rlb_reward_by_hand():
     assert r0 == pytest.approx(2 * math.log(0.5) + 2 * math.log(0.25) + 8 * math.log(0.2), rel=1e-5)
     r2 = rlb.rlb_reward(ps, pa, 2).item()  # p_y below the runner-up: margin clipped to 1e-7
     assert r2 == pytest.approx(2 * math.log(0.2) + 2 * math.log(0.5) + 8 * math.log(1e-7), rel=1e-5)
+    # output processing zeroes probabilities (label-only: one-hot): floored at 1e-7, never -inf
+    onehot_state, onehot_action = torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    r = rlb.rlb_reward(onehot_state, onehot_action, 0).item()
+    assert r == pytest.approx(2 * math.log(1e-7) + 2 * math.log(1.0) + 8 * math.log(1e-7), rel=1e-5)
 
 
 def test_sac_soft_target_update_and_learning_a_toy_reward():

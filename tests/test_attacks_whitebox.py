@@ -196,3 +196,22 @@ def test_deepinversion_fails_clearly_on_a_target_without_batchnorm():
         deepinversion.run_attack(
             ctx, per_class=1, iterations=1, lr=0.1, tv_weight=0.0, l2_weight=0.0, bn_weight=1.0, jitter=0
         )
+
+
+def test_an_attack_that_returns_non_finite_images_fails_and_saves_nothing(tiny, monkeypatch):
+    from whitebox_tiny import run_attack_job
+
+    from mibench_core.attacks import vmi
+
+    real = vmi.run_attack
+
+    def diverged(ctx, **kw):
+        result = real(ctx, **kw)
+        result.images[1] = float("nan")
+        return result
+
+    monkeypatch.setattr(vmi, "run_attack", diverged)
+    root, data, target, priors = tiny
+    with pytest.raises(RuntimeError, match="1 of 6 reconstructions are not finite"):
+        run_attack_job(root / "vmi-nan", "vmi", data, target, priors["gmi-gan"], [], per_class=2, iterations=2)
+    assert not (root / "vmi-nan" / "recon.safetensors").exists()

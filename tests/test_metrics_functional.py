@@ -136,3 +136,12 @@ def test_frechet_distance_from_features_equals_the_sqrtm_formula(n1, n2, d):
     expected = _direct_frechet(fake.numpy(), real.numpy())
     assert frechet_distance_features(fake, real) == pytest.approx(expected, rel=1e-6, abs=1e-6)
     assert frechet_distance_features(real, real) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_refuses_non_finite_statistics_at_once():
+    # scipy's sqrtm can run for hours on NaN input (seen on a diverged attack's features)
+    mu, sigma = np.zeros(3), np.eye(3)
+    bad = sigma.copy()
+    bad[0, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        frechet_distance(mu, bad, mu, sigma)

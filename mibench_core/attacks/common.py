@@ -124,6 +124,9 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         record_queries(result, ctx.oracle)
     if result.images.shape[1:] != (ctx.channels, ctx.resolution, ctx.resolution):
         raise RuntimeError(f"attack {entry.name!r} returned images of shape {tuple(result.images.shape)}")
+    bad = (~torch.isfinite(result.images.reshape(len(result.images), -1))).any(1).sum().item()
+    if bad:  # an optimisation that diverged: fail the job rather than let metrics score NaNs
+        raise RuntimeError(f"attack {entry.name!r}: {bad} of {len(result.images)} reconstructions are not finite")
     tensors = {"images": result.images.float().cpu(), "labels": result.labels.long().cpu(), **result.extras}
     store.save_tensors(Path(job["outdir"]) / "recon.safetensors", tensors)
     info = {"num_reconstructions": len(result.images), **result.info}

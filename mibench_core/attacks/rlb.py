@@ -50,7 +50,11 @@ def rlb_reward(p_state: torch.Tensor, p_action: torch.Tensor, y: int) -> torch.T
     """The paper's reward from probability vectors [n, K] of G(s') and G(a); returns [n]."""
     others = torch.cat([p_state[:, :y], p_state[:, y + 1 :]], dim=1).max(1).values
     margin = torch.clamp(p_state[:, y] - others, min=1e-7)
-    return 2 * torch.log(p_state[:, y]) + 2 * torch.log(p_action[:, y]) + 8 * torch.log(margin)
+    # The paper floors only the margin at 1e-7; we floor the two log-probabilities there
+    # too, so that zeros from output processing (top-k, rounding, label-only) give a
+    # finite reward instead of -inf and NaN updates (raw softmax values are unaffected).
+    p_state_y, p_action_y = p_state[:, y].clamp_min(1e-7), p_action[:, y].clamp_min(1e-7)
+    return 2 * torch.log(p_state_y) + 2 * torch.log(p_action_y) + 8 * torch.log(margin)
 
 
 def _mlp(inp: int, out: int, hidden: int) -> nn.Sequential:

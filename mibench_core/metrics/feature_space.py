@@ -74,7 +74,7 @@ def _frechet_or_reason(f, r) -> tuple[float | None, str | None]:
     try:
         return frechet_distance(*feature_stats(f), *feature_stats(r)), None
     except (ValueError, np.linalg.LinAlgError) as exc:
-        return None, f"matrix square root failed: {exc}"
+        return None, f"Frechet distance not computable: {exc}"
 
 
 def eval_frechet(ctx: MetricContext) -> MetricResult:
