@@ -234,21 +234,24 @@ def validate(config: dict) -> dict:
     return cfg
 
 
+def _check_scope(value, key: str, known: list[str], section: str) -> None:
+    """An optional scope (a list of labels of ``section``) must name configured labels."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"config key '{key}': expected a non-empty list of {section} labels")
+    for label in value:
+        if label not in known:
+            raise ConfigError(
+                f"config key '{key}': no {section[:-1]} labelled {label!r}; configured: {', '.join(known)}"
+            )
+
+
 def _check_defense_scopes(cfg: dict) -> None:
     """A defense's optional ``targets`` / ``datasets`` lists must name configured labels."""
     for i, dfn in enumerate(cfg["defenses"]):
-        for key, section in (("targets", "targets"), ("datasets", "datasets")):
-            if key not in dfn:
-                continue
-            known = [item["label"] for item in cfg[section]]
-            if not isinstance(dfn[key], list) or not dfn[key]:
-                raise ConfigError(f"config key 'defenses[{i}].{key}': expected a non-empty list of {section} labels")
-            for label in dfn[key]:
-                if label not in known:
-                    raise ConfigError(
-                        f"config key 'defenses[{i}].{key}': no {section[:-1]} labelled {label!r}; "
-                        f"configured: {', '.join(known)}"
-                    )
+        for section in ("targets", "datasets"):
+            if section in dfn:
+                known = [item["label"] for item in cfg[section]]
+                _check_scope(dfn[section], f"defenses[{i}].{section}", known, section)
 
 
 def _check_output_defenses(cfg: dict) -> None:
@@ -270,13 +273,8 @@ def _check_output_defenses(cfg: dict) -> None:
                                      "params": params}  # fmt: skip
         if "defenses" in item:  # only against targets trained with these defenses (labels)
             known = [d["label"] for d in cfg["defenses"]]
-            scope = item["defenses"]
-            if not isinstance(scope, list) or not scope or any(label not in known for label in scope):
-                raise ConfigError(
-                    f"config key 'output_defenses[{i}].defenses': expected a non-empty list of "
-                    f"defense labels; configured: {', '.join(known)}"
-                )
-            cfg["output_defenses"][i]["defenses"] = scope
+            _check_scope(item["defenses"], f"output_defenses[{i}].defenses", known, "defenses")
+            cfg["output_defenses"][i]["defenses"] = item["defenses"]
     for item in cfg["output_defenses"]:
         if "label" not in item:
             p = item["params"]

@@ -2,12 +2,9 @@
 
 import math
 
-import matplotlib
 import pandas as pd
 
-from mibench_core.report import figures
-
-matplotlib.use("Agg")
+from mibench_core.report import figures  # selects the Agg backend
 
 
 def test_short_run_labels_drop_the_parts_every_run_shares():

@@ -117,6 +117,7 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     """
     import numpy as np
     import pandas as pd
+    import seaborn as sns
 
     from mibench_core.report.aggregate import metric_columns
 
@@ -131,7 +132,8 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     nrows = (n + ncols - 1) // ncols
     panel_h = 0.22 * len(df) + 0.9
     size = (3.6 * ncols + 1.5, panel_h * nrows + 0.4)
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, sharey=True)
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, sharey=True)
     for ax, m in zip(axes.flat, metrics):
         vals = pd.to_numeric(df[m], errors="coerce").to_numpy(dtype=float)
         ok = ~np.isnan(vals)
@@ -140,7 +142,6 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
             ax.text(0.01, yi, "missing", va="center", fontsize=7, color="#a00",
                     transform=ax.get_yaxis_transform())  # fmt: skip
         ax.set_ylim(len(df) - 0.5, -0.5)
-        ax.grid(axis="x", alpha=0.3)
         title, hint = METRIC_LABELS.get(m, (m, ""))
         ax.set_title(f"{title}\n({hint})" if hint else title, fontsize=9)
         ax.tick_params(labelsize=8)
