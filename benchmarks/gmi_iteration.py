@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mibench_core.attacks.common import AttackContext  # noqa: E402
+from mibench_core.attacks.contract import AttackContext  # noqa: E402
 from mibench_core.attacks.gmi import run_attack  # noqa: E402
 from mibench_core.models.classifiers import build  # noqa: E402
 from mibench_core.priors.gmi_gan import Critic, GANPrior, Generator  # noqa: E402

@@ -613,8 +613,8 @@ REGISTRIES: dict[str, dict[str, Entry]] = {
 STAGE_FILES: dict[str, tuple[str, ...]] = {
     "data": ("data/common.py", "runtime.py"),
     "model": ("models/classifiers.py", "models/train.py", "runtime.py"),
-    "prior": ("priors/__init__.py", "runtime.py"),
-    "attack": ("attacks/common.py", "runtime.py"),
+    "prior": ("priors/__init__.py", "priors/common.py", "runtime.py"),
+    "attack": ("attacks/common.py", "attacks/contract.py", "attacks/summary.py", "priors/common.py", "runtime.py"),
     "metric": ("metrics/common.py", "metrics/functional.py", "runtime.py"),
 }
 

@@ -11,7 +11,7 @@ from torch import nn
 from mibench_core import store
 from mibench_core.attacks import brep, learning_inversion, lokt, rlb
 from mibench_core.attacks import secretgen_bb as secretgen
-from mibench_core.attacks.common import AttackContext
+from mibench_core.attacks.contract import AttackContext
 from mibench_core.attacks.oracle import Oracle
 from mibench_core.models.classifiers import MCNN
 from mibench_core.priors import lokt_tacgan

@@ -13,7 +13,8 @@ from torch import nn
 
 from mibench_core import store
 from mibench_core.attacks import deepinversion, kedmi, lomma, plgmi, secretgen, vmi
-from mibench_core.attacks.common import AttackContext, load_reconstructions
+from mibench_core.attacks.common import load_reconstructions
+from mibench_core.attacks.contract import AttackContext
 
 # ------------------------------------------------------------------ losses on hand values
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from mibench_core.attacks.common import AttackContext
+from mibench_core.attacks.contract import AttackContext
 from mibench_core.attacks.gmi import gmi_loss, nesterov_step, run_attack
 from mibench_core.priors.gmi_gan import Critic, GANPrior, Generator, gradient_penalty
 

@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 import torch
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core.attacks.common import AttackContext, AttackResult
-from mibench_core.attacks.kedmi import summarise
+from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.summary import summarise
 from mibench_core.runtime import progress
 
 

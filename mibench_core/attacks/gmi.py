@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
 

@@ -25,7 +25,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.summary import summarise
 from mibench_core.runtime import progress
 
 
@@ -82,24 +83,6 @@ def optimise_distribution(
         images = G(z)
     info = {"final_loss": loss.item(), "mean_std": torch.exp(0.5 * logvar).mean().item()}
     return images, labels, z, info
-
-
-def summarise(ctx: AttackContext, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict, dict]:
-    """Target-side diagnostics shared by the white-box attacks (info, extras)."""
-    with torch.no_grad():
-        logits = ctx.target(images)
-    y = labels.to(logits.device)
-    probs = logits.softmax(1)
-    info = {
-        "target_success": (logits.argmax(1) == y).float().mean().item(),
-        "final_ce_mean": F.cross_entropy(logits, y).item(),
-        "queries": None,  # white-box: gradients, no counted queries
-    }
-    extras = {
-        "target_confidence": probs.gather(1, y[:, None]).squeeze(1).cpu(),
-        "target_logit": logits.gather(1, y[:, None]).squeeze(1).cpu(),
-    }
-    return info, extras
 
 
 def run_attack(

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.data.common import to_model_range
 from mibench_core.runtime import progress
 

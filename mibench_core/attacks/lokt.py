@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.models.classifiers import MCNN
 from mibench_core.runtime import progress
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import torch
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.gmi import nesterov_step
-from mibench_core.attacks.kedmi import optimise_distribution, summarise
+from mibench_core.attacks.kedmi import optimise_distribution
+from mibench_core.attacks.summary import summarise
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.kedmi_gan import prior_term, public_subset
+from mibench_core.priors.common import public_subset
+from mibench_core.priors.kedmi_gan import prior_term
 from mibench_core.runtime import progress
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from mibench_core.attacks.common import AttackContext, AttackResult
-from mibench_core.attacks.kedmi import summarise
+from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.summary import summarise
 from mibench_core.priors.plgmi_gan import augmenter, max_margin_loss
 from mibench_core.runtime import progress
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0

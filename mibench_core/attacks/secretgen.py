@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.gmi import optimise_latents
-from mibench_core.attacks.kedmi import summarise
+from mibench_core.attacks.summary import summarise
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from mibench_core.attacks.common import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mibench_core.attacks.common import AttackContext, AttackResult
-from mibench_core.attacks.kedmi import optimise_distribution, summarise
+from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.kedmi import optimise_distribution
+from mibench_core.attacks.summary import summarise
 
 
 def gaussian_kl_to_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

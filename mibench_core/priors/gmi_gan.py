@@ -16,7 +16,6 @@ default trains fewer steps than the paper and says so in config/README.md.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,22 +24,16 @@ from torch import nn
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
+from mibench_core.priors.common import n_blocks
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
 
 
-def _n_blocks(resolution: int) -> int:
-    n = math.log2(resolution / 4)
-    if n < 1 or not n.is_integer():
-        raise ValueError(f"GMI GAN needs a power-of-two resolution >= 8, got {resolution}")
-    return int(n)
-
-
 class Generator(nn.Module):
     def __init__(self, z_dim: int = 100, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_up = _n_blocks(resolution)
+        n_up = n_blocks(resolution)
         c = dim * 2 ** (n_up - 1)
         self.z_dim = z_dim
         self.l1 = nn.Sequential(nn.Linear(z_dim, c * 16, bias=False), nn.BatchNorm1d(c * 16), nn.ReLU())
@@ -65,7 +58,7 @@ class Critic(nn.Module):
 
     def __init__(self, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_down = _n_blocks(resolution)
+        n_down = n_blocks(resolution)
         layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
         c = dim
         for _ in range(n_down - 1):

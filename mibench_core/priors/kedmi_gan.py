@@ -42,7 +42,8 @@ from torch import nn
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.gmi_gan import Generator, _n_blocks
+from mibench_core.priors.common import n_blocks, public_subset, save_grid, target_probs
+from mibench_core.priors.gmi_gan import Generator
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
@@ -68,7 +69,7 @@ class KDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_down = _n_blocks(resolution)
+        n_down = n_blocks(resolution)
         layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
         c = dim
         for _ in range(n_down - 1):
@@ -134,30 +135,6 @@ class KEDMIPrior:
     def prior_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample realness loss of the attack (lower = more realistic)."""
         return prior_term(self.discriminator(x)[1])
-
-
-def public_subset(public: torch.Tensor, max_public: int | None, gen: torch.Generator) -> torch.Tensor:
-    """The public images an attacker-side artifact uses: all (the papers), or a random ``max_public``
-    (a CPU budget: every public image costs a forward pass of the target)."""
-    if max_public is None or max_public >= len(public):
-        return public
-    return public[torch.randperm(len(public), generator=gen)[:max_public]]
-
-
-@torch.no_grad()
-def target_probs(target: nn.Module, x_uint8: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
-    """Softmax of the target on uint8 images (CPU tensor)."""
-    out = []
-    for i in range(0, len(x_uint8), batch):
-        out.append(target(to_model_range(x_uint8[i : i + batch].to(device))).softmax(1).cpu())
-    return torch.cat(out)
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    from torchvision.utils import save_image
-
-    with store.atomic_path(path) as tmp:
-        save_image(images.add(1).div(2).clamp(0, 1), str(tmp), nrow=nrow, format="png")
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:

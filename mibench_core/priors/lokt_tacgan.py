@@ -43,7 +43,8 @@ from torch.nn.utils import spectral_norm
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.gmi_gan import Generator, _n_blocks
+from mibench_core.priors.common import n_blocks
+from mibench_core.priors.gmi_gan import Generator
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
@@ -66,7 +67,7 @@ class ACDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, dim: int, channels: int, resolution: int):
         super().__init__()
-        n_down = _n_blocks(resolution)
+        n_down = n_blocks(resolution)
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(channels, dim, 5, 2, 2)), nn.LeakyReLU(0.2)]
         c = dim
         for _ in range(n_down - 1):

@@ -34,7 +34,7 @@ from torch import nn
 from mibench_core import store
 from mibench_core.data.common import to_model_range
 from mibench_core.models.classifiers import build
-from mibench_core.priors.kedmi_gan import public_subset, save_grid, target_probs
+from mibench_core.priors.common import public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")

@@ -37,8 +37,7 @@ from torch.nn.utils import spectral_norm
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.gmi_gan import _n_blocks
-from mibench_core.priors.kedmi_gan import public_subset, save_grid, target_probs
+from mibench_core.priors.common import n_blocks, public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 log = logging.getLogger("mibench.prior")
@@ -116,7 +115,7 @@ class CondGenerator(nn.Module):
 
     def __init__(self, num_classes: int, z_dim: int = 128, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_up = _n_blocks(resolution)
+        n_up = n_blocks(resolution)
         self.z_dim, self.num_classes = z_dim, num_classes
         c = dim * 2 ** min(n_up, 4)
         self.c0 = c
@@ -157,7 +156,7 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_down = _n_blocks(resolution)
+        n_down = n_blocks(resolution)
         blocks, c = [], channels
         for i in range(n_down):
             c_out = dim * 2 ** min(i, 4)
