@@ -17,14 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = {
-    "data": "mibench_core.data.common:run",
-    "model": "mibench_core.models.train:run",
-    "prior": "mibench_core.priors:run_prior",
-    "attack": "mibench_core.attacks.common:run",
-    "metric": "mibench_core.metrics.common:run",
-}
-
 
 def run_job(job: dict) -> dict:
     """Run one job and write its manifest (last, atomically)."""
@@ -35,7 +27,9 @@ def run_job(job: dict) -> dict:
 
     setup_logging()
     set_threads()
-    module, _, attr = STAGES[job["kind"]].partition(":")
+    from mibench_core.stages import RUNNERS
+
+    module, _, attr = RUNNERS[job["kind"]].partition(":")
     fn = getattr(importlib.import_module(module), attr)
     Path(job["outdir"]).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
