@@ -12,6 +12,18 @@ validation and test splits (labels remapped to 0..K-1) and the public split
 The validation split is carved from private training images and used only
 for model selection; the attack's scoring reference is the remaining private
 training set, so no selection step peeks at what attacks are scored on.
+
+``split.population_fraction`` (optional, default 0: no such split) withholds
+that fraction of each private class's training images (after the validation
+carve, before ``max_private_per_class``) from the target: they form the
+labelled ``population`` split, same distribution as the members and never
+trained on, which membership inference uses for shadow and reference models
+(:mod:`mibench_core.membership.population`).
+
+Tabular sources (``RawDataset.tabular``: uint8 feature rows ``[N, D]``) are
+stored as one-channel "images": each row zero-padded to ``resolution**2``
+values and reshaped to ``resolution x resolution`` (no resizing, which would
+mix features), so every architecture and stage handles them unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ class RawDataset:
     test_y: np.ndarray | None
     class_names: list[str]
     source_files: dict[str, str]  # path -> sha256 (provenance)
+    tabular: bool = False  # rows of uint8 features [N, D] instead of images
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -74,6 +87,20 @@ def to_tensor_images(x: np.ndarray, resolution: int, channels: int, chunk: int =
     return out
 
 
+def tabular_to_images(x: np.ndarray, resolution: int) -> torch.Tensor:
+    """uint8 feature rows ``[N, D]`` -> uint8 ``[N, 1, R, R]``, zero-padded to ``R * R`` features."""
+    n, d = x.shape
+    if d > resolution * resolution:
+        need = int(np.ceil(np.sqrt(d)))
+        raise ValueError(
+            f"config key 'datasets[].resolution': {resolution} holds {resolution * resolution} features, "
+            f"this tabular dataset has {d}; use resolution >= {need}"
+        )
+    out = np.zeros((n, resolution * resolution), dtype=np.uint8)
+    out[:, :d] = x
+    return torch.from_numpy(out.reshape(n, 1, resolution, resolution))
+
+
 def _take(rng: np.random.Generator, idx: np.ndarray, n: int | None) -> np.ndarray:
     idx = rng.permutation(idx)
     return idx if n is None else idx[:n]
@@ -98,6 +125,9 @@ def split_indices(raw: RawDataset, spec: dict, seed: int) -> dict[str, np.ndarra
         private, public = list(range(n_classes)), []
 
     out: dict[str, list[np.ndarray]] = {"private_train": [], "private_val": [], "private_test": [], "public": []}
+    pop_fraction = split.get("population_fraction") or 0.0
+    if pop_fraction:
+        out["population"] = []
     for c in private:
         idx = rng.permutation(np.flatnonzero(raw.train_y == c))
         if split["mode"] == "sample-disjoint":
@@ -113,6 +143,10 @@ def split_indices(raw: RawDataset, spec: dict, seed: int) -> dict[str, np.ndarra
         n_val = int(round(len(idx) * split["val_fraction"]))
         out["private_val"].append(idx[:n_val])
         train = idx[n_val:]
+        if pop_fraction:
+            n_pop = int(round(len(train) * pop_fraction))
+            out["population"].append(train[:n_pop])
+            train = train[n_pop:]
         if spec.get("max_private_per_class"):
             train = train[: spec["max_private_per_class"]]
         out["private_train"].append(train)
@@ -121,6 +155,8 @@ def split_indices(raw: RawDataset, spec: dict, seed: int) -> dict[str, np.ndarra
     result = {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in out.items()}
     result["public"] = _take(rng, result["public"], spec.get("max_public"))
     disjoint = [("private_val", "private_train"), ("public", "private_train"), ("public", "private_val")]
+    if pop_fraction:
+        disjoint += [("population", "private_train"), ("population", "private_val"), ("population", "public")]
     if raw.test_x is None:
         disjoint.append(("private_test", "private_train"))
     for a, b in disjoint:
@@ -136,18 +172,24 @@ def build_artifact(raw: RawDataset, spec: dict, seed: int) -> tuple[dict[str, to
     idx = split_indices(raw, spec, seed)
     remap = {int(c): i for i, c in enumerate(idx["private_classes"])}
     res, ch = spec["resolution"], spec["channels"]
+    if raw.tabular and ch != 1:
+        raise ValueError("config key 'datasets[].channels': a tabular dataset has 1 channel")
+    convert = (lambda x: tabular_to_images(x, res)) if raw.tabular else (lambda x: to_tensor_images(x, res, ch))
     tensors: dict[str, torch.Tensor] = {}
     test_x = raw.test_x if raw.test_x is not None else raw.train_x
     test_y = raw.test_y if raw.test_y is not None else raw.train_y
-    for key, (xs, ys) in {
+    splits = {
         "private_train": (raw.train_x, raw.train_y),
         "private_val": (raw.train_x, raw.train_y),
         "private_test": (test_x, test_y),
-    }.items():
+    }
+    if "population" in idx:
+        splits["population"] = (raw.train_x, raw.train_y)
+    for key, (xs, ys) in splits.items():
         sel = idx[key]
-        tensors[f"{key}_x"] = to_tensor_images(xs[sel], res, ch)
+        tensors[f"{key}_x"] = convert(xs[sel])
         tensors[f"{key}_y"] = torch.tensor([remap[int(y)] for y in ys[sel]], dtype=torch.int64)
-    tensors["public_x"] = to_tensor_images(raw.train_x[idx["public"]], res, ch)
+    tensors["public_x"] = convert(raw.train_x[idx["public"]])
     info = {
         "num_classes": len(remap),
         "class_names": [raw.class_names[int(c)] for c in idx["private_classes"]],
