@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric")
+KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric", "mia")
 ACCESS_LEVELS = ("white-box", "probabilities", "top-k", "label")
 # Optional keys of a METHODS entry and their defaults (beside name, kind, call, description).
 OPTIONAL = {
@@ -45,7 +45,8 @@ OPTIONAL = {
     "bounds": {},
     "priors": [],  # attack: prior kinds it accepts (empty: no prior)
     "access": "white-box",  # attack: its threat model
-    "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order
+    "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order;
+    #             mia: what it needs beside the target: "offline" / "online" reference models, "scenarios"
     "needs_target": False,  # prior: trained with the target's help, so one per target
     "needs_weights": False,  # metric: loads external weight files (their presence enters its id)
     "strength": [],  # defense / output: the parameters that set its strength (report labels)
