@@ -79,6 +79,9 @@ def cmd_plan(args) -> int:
     counts = Counter(n.kind for n in plan.nodes.values())
     for kind in ("data", "model", "prior", "attack", "metric"):
         print(f"{kind:<8} {counts.get(kind, 0)}")
+    for kind in ("shadow", "scenario", "mia", "mia_eval"):  # membership inference, when configured
+        if counts.get(kind):
+            print(f"{kind:<8} {counts[kind]}")
     print(f"runs     {len(plan.runs)}")
     if args.verbose:
         for node in plan.nodes.values():

@@ -21,6 +21,7 @@ from typing import Any
 
 from mibench_core import registry
 from mibench_core.fingerprint import of_modules, source_hash
+from mibench_core.membership import plan as membership
 from mibench_core.stages import runner_module
 
 STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
@@ -31,6 +32,10 @@ MAIN_FILE = {
     "attack": "recon.safetensors",
     "metric": "metrics.json",
 }
+# membership inference (mibench_core/membership/plan.py)
+STAGE_DIRS.update(shadow="shadows", scenario="scenarios", mia="mia", mia_eval="mia_eval")
+MAIN_FILE.update(shadow="outputs.safetensors", scenario="scenarios.safetensors", mia="scores.safetensors",
+                 mia_eval="metrics.json")  # fmt: skip
 HASH_LEN = 10
 
 
@@ -330,6 +335,7 @@ def build(config: dict) -> Plan:
                             out["label"] if out is not None else None,
                         )
                     )
+    membership.expand(plan)
     return plan
 
 

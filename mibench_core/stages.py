@@ -14,6 +14,11 @@ RUNNERS = {
     "prior": "mibench_core.priors:run_prior",
     "attack": "mibench_core.attacks.common:run",
     "metric": "mibench_core.metrics.common:run",
+    # membership inference
+    "shadow": "mibench_core.membership.shadows:run",
+    "scenario": "mibench_core.membership.scenarios:run",
+    "mia": "mibench_core.membership.common:run",
+    "mia_eval": "mibench_core.membership.evaluate:run",
 }
 
 

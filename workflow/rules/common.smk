@@ -80,6 +80,7 @@ def final_targets():
         #
         #
         # --- targets of issue 9 go below this line ---
+        *membership_targets(),  # workflow/rules/membership.smk
     ]
 
 
