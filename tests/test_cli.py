@@ -32,6 +32,7 @@ def test_plan_counts_jobs_by_stage(capsys):
     plan = build(cfg)
     counts = Counter(n.kind for n in plan.nodes.values())
     expected = {k: str(counts.get(k, 0)) for k in ("data", "model", "prior", "attack", "metric")}
+    expected |= {k: str(counts[k]) for k in ("shadow", "scenario", "mia", "mia_eval") if counts.get(k)}
     assert out == {**expected, "runs": str(len(plan.runs))}
     # smoke: one dataset, one target + the evaluation model, one attack job per run
     assert out["data"] == "1" and out["model"] == "2" and out["attack"] == out["runs"] != "0"

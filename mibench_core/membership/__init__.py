@@ -10,9 +10,9 @@ declared in ``METHODS`` literals of kind ``mia``. The track adds four stages
   trained with the target's own training code (:mod:`mibench_core.models.train`)
   on a seeded random half of a population that is disjoint from the target's
   members ("offline"), or, for the attacks that need models trained *with*
-  the candidates (LiRA / RMIA online), of the population plus the candidate
-  pool, blind to which candidates are members ("online"); membership masks
-  and the model's outputs on population and candidates are saved;
+  the candidates (LiRA / RMIA online), of the candidate pool, blind to which
+  candidates are members ("online"); membership masks and the model's
+  outputs on population and candidates are saved;
 * ``scenario``: the evaluation sets of the membership-inference benchmark's
   scenario generator (:mod:`mibench_core.membership.scenarios`);
 * ``mia``: one attack on one target (:mod:`mibench_core.membership.common`),

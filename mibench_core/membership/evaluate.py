@@ -4,13 +4,15 @@ For each scenario (:mod:`mibench_core.membership.scenarios`) and each attack
 run: the run's scores and decisions on the scenario's target set (a subset
 of the per-candidate ones, or the run's own per-scenario arrays for
 set-dependent attacks), the true membership from the scenario, and every
-metric of :mod:`mibench_core.membership.metrics`. ``metrics.json`` holds one
+metric of :mod:`mibench_core.membership.metrics` (a missing one is null, its
+reason under ``missing``). ``metrics.json`` holds one
 row per (run, scenario) and the ROC curve of each run on the natural scenario
 (``ES00``; else the first), downsampled for log-log plots.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         for rec in records:
             s, d, y = evaluate_run(scores, sets[rec["id"]], rec["id"])
             values, missing = M.evaluate(s, d, y)
+            values = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
             rows.append({
                 "mia_id": manifest["id"], "label": manifest["label"], "scenario": rec["id"],
                 **{f"scenario.{k}": rec.get(k) for k in SCENARIO_FIELDS},

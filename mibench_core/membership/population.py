@@ -17,7 +17,8 @@ Definitions (one dataset; every target of it trains on the same private split):
   ``split.population_fraction``) and the private test images not drawn into
   the candidate pool. Offline shadow and reference models train on halves
   of it, so they never see a target member; RMIA draws its population
-  samples ``z`` from it.
+  samples ``z`` from it. (Online reference models train on halves of the
+  candidate pool instead, blind to membership: :mod:`.shadows`.)
 
 The pool is drawn with ``pool["seed"]``, which the plan derives from the pool
 spec and the data artifact, so every job of a dataset (shadows, scenarios,

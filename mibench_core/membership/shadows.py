@@ -9,12 +9,14 @@ data (:mod:`mibench_core.membership.population`):
 * ``offline`` models train on a random half of the attacker's **population**
   (disjoint from every target member and every candidate), so they never see
   a target member and are OUT models for every candidate;
-* ``online`` models train on a random half of the population **plus the
-  candidate pool** (LiRA / RMIA online need models trained *with* the
-  candidate, IN models). The halves are drawn without the membership bits:
-  each candidate is in half of the online models whether it is a member or
-  not, which is Carlini et al.'s protocol (the attacker holds the candidate,
-  not its membership).
+* ``online`` models train on a random half of the **candidate pool** (LiRA /
+  RMIA online need models trained *with* the candidate, IN models): Carlini et
+  al.'s protocol, where target and shadow models are drawn from one universe
+  (the candidates: the target's members among them and as many non-members,
+  so a half is the size of the target's training set when every member is a
+  candidate). The halves are drawn without the membership bits: each
+  candidate is in half of the online models whether it is a member or not
+  (the attacker holds the candidate, not its membership).
 
 The masks of a set of ``count`` models are drawn together
 (:func:`mibench_core.membership.population.shadow_masks`: every point is in
@@ -76,10 +78,9 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     pool = build_pool(tensors, spec["pool"])
     online = spec["mode"] == "online"
     n_pop, n_cand = pool.n_population, pool.n_candidates
-    universe = n_pop + (n_cand if online else 0)
-    masks = shadow_masks(int(spec["count"]), universe, int(spec["set_seed"]))
-    keep = masks[int(spec["index"])]
-    pop_in, cand_in = keep[:n_pop], (keep[n_pop:] if online else np.zeros(n_cand, bool))
+    keep = shadow_masks(int(spec["count"]), n_cand if online else n_pop, int(spec["set_seed"]))[int(spec["index"])]
+    pop_in = np.zeros(n_pop, bool) if online else keep
+    cand_in = keep if online else np.zeros(n_cand, bool)
 
     rng = np.random.default_rng(job["seed"] % (2**32))
     x_train = torch.cat([pool.pop_x[torch.from_numpy(np.flatnonzero(pop_in))],

@@ -19,11 +19,13 @@ def require(refs: list[Reference], n: int, what: str, section: str = "offline") 
 
 
 def shadow_sets(
-    ctx: MIAContext, refs: list[Reference], samples: int | None, salt: int
+    ctx: MIAContext, refs: list[Reference], samples: int | None, salt: int, part: str = "pop"
 ) -> list[tuple[Reference, np.ndarray, np.ndarray]]:
-    """Per reference model: balanced indices of population points it trained on (IN) and did not (OUT)."""
+    """Per reference model: balanced indices of points it trained on (IN) and did not (OUT), among the
+    population (``part="pop"``, offline models) or the candidates (``"cand"``, online models: the attacker
+    knows which candidates it trained its own models on, not which are the target's members)."""
     rng = ctx.rng(salt)
-    return [(ref, *balanced_indices(ref.pop_in, samples, rng)) for ref in refs]
+    return [(ref, *balanced_indices(ref.pop_in if part == "pop" else ref.cand_in, samples, rng)) for ref in refs]
 
 
 def shadow_features(
@@ -53,17 +55,19 @@ def leave_one_out_threshold(
     score_fn: Callable[[Reference, list[Reference], np.ndarray], np.ndarray],
     samples: int | None,
     salt: int,
+    part: str = "pop",
 ) -> float | None:
     """A decision threshold fitted by treating each reference model in turn as the target.
 
-    ``score_fn(pseudo_target, other_references, population_index)`` returns the
-    attack's scores of those population points against the pseudo-target, using
-    only the other references; the threshold maximising balanced accuracy over
-    every pseudo-target's IN / OUT points is returned (None with one reference)."""
+    ``score_fn(pseudo_target, other_references, index)`` returns the attack's
+    scores of those points (population or candidates, ``part``) against the
+    pseudo-target, using only the other references; the threshold maximising
+    balanced accuracy over every pseudo-target's IN / OUT points is returned
+    (None with one reference)."""
     if len(refs) < 2:
         return None
     s_in, s_out = [], []
-    for ref, ins, outs in shadow_sets(ctx, refs, samples, salt):
+    for ref, ins, outs in shadow_sets(ctx, refs, samples, salt, part):
         others = [r for r in refs if r is not ref]
         s_in.append(score_fn(ref, others, ins))
         s_out.append(score_fn(ref, others, outs))

@@ -17,10 +17,12 @@ of a candidate ``x`` against a population sample ``z`` is
 
 The ``z`` come from the attacker's population (never a member, never a
 candidate) and are queried on the target (counted); their ``Pr(z)`` averages
-every reference model of the set, IN and OUT (each ``z`` is in half of them,
-so that mean is the marginal). The decision threshold on the score is fitted
-without the target: each reference plays the target on population points,
-the others are its references. Paper defaults: ``gamma`` 1, ``a`` tuned
+every reference model of the set (offline models: each ``z`` is in half of
+them, so that mean is the marginal; online models train on candidates only,
+so it is the mean over models that never saw ``z``). The decision threshold
+on the score is fitted without the target: each reference plays the target
+on the points it did and did not train on (population for offline,
+candidates for online models), the others are its references. Paper defaults: ``gamma`` 1, ``a`` tuned
 (0.3 is a value of the paper's range); the number of ``z`` is not fixed by
 the paper (2,500 here).
 """
@@ -91,16 +93,20 @@ def _attack(ctx, refs, n_aug, gamma, n_z, offline_a, samples, salt) -> MIAResult
     eps = 1e-30
     score = rmia_scores(pr_x_t / np.maximum(pr_x, eps), pr_z_t / np.maximum(pr_z, eps), gamma)
 
+    part = "pop" if offline_a is not None else "cand"  # where the references' own members are
+    labels = py if part == "pop" else y
+
     def pseudo(target: Reference, others: list[Reference], pidx: np.ndarray) -> np.ndarray:
-        zz = np.setdiff1d(z, pidx)
-        own_x = _pr(ctx, target, "pop", pidx, py[pidx], n_aug)
+        zz = np.setdiff1d(z, pidx) if part == "pop" else z
+        own_x = _pr(ctx, target, part, pidx, labels[pidx], n_aug)
         own_z = _pr(ctx, target, "pop", zz, py[zz], n_aug)
-        refs_x = np.stack([_pr(ctx, r, "pop", pidx, py[pidx], n_aug) for r in others])
-        mx = _marginal(refs_x, np.stack([r.pop_in[pidx] for r in others]), offline_a)
+        refs_x = np.stack([_pr(ctx, r, part, pidx, labels[pidx], n_aug) for r in others])
+        ins = np.stack([(r.pop_in if part == "pop" else r.cand_in)[pidx] for r in others])
+        mx = _marginal(refs_x, ins, offline_a)
         mz = np.stack([_pr(ctx, r, "pop", zz, py[zz], n_aug) for r in others]).mean(0)
         return rmia_scores(own_x / np.maximum(mx, eps), own_z / np.maximum(mz, eps), gamma)
 
-    tau = leave_one_out_threshold(ctx, refs, pseudo, samples, salt + 1)
+    tau = leave_one_out_threshold(ctx, refs, pseudo, samples, salt + 1, part)
     if tau is None:  # one reference model, no pseudo-target: member when x beats half the z
         tau = 0.5
     return MIAResult(score, score >= tau, info={"references": len(refs), "threshold": tau, "population_z": len(z)})
