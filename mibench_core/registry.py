@@ -36,9 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mibench_core.stages import ACCESS_BUILDERS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric")
-ACCESS_LEVELS = ("white-box", "probabilities", "top-k", "label")
+ACCESS_LEVELS = tuple(ACCESS_BUILDERS)  # white-box, probabilities, top-k, label: each has a context builder
 # Optional keys of a METHODS entry and their defaults (beside name, kind, call, description).
 OPTIONAL = {
     "defaults": {},
