@@ -1,4 +1,4 @@
-"""White-box attacks (issue 4): each loss on hand-checked values, a behaviour
+"""White-box attacks: each loss on hand-checked values, a behaviour
 check of the shared optimisation loops on a toy problem, and a tiny smoke of
 every attack through the real attack stage."""
 
