@@ -39,6 +39,15 @@ def test_metric_columns_are_the_reported_ones_in_job_order(tmp_path):
     assert aggregate.metric_columns(pd.read_parquet(table(tmp_path, columns_json=False))) == ["acc1"]
 
 
+def test_values_are_ordered_by_the_configured_metrics_then_their_declarations():
+    metrics = [{"name": "prdc", "label": "prdc"}, {"name": "accuracy", "label": "accuracy"},
+               {"name": "accuracy", "label": "strict"}]  # fmt: skip
+    overall = dict.fromkeys(["acc1", "acc1.strict", "acc5", "acc5.strict", "coverage", "density", "extra",
+                             "precision", "recall"])  # fmt: skip
+    assert aggregate._value_order(metrics, overall) == ["precision", "recall", "density", "coverage", "acc1", "acc5",
+                                                        "acc1.strict", "acc5.strict", "extra"]  # fmt: skip
+
+
 def test_column_titles_come_from_the_declarations():
     assert aggregate.column_title("acc1") == ("Acc@1 (eval model)", "higher = stronger attack")
     assert aggregate.column_title("acc1.strict") == ("Acc@1 (eval model) [strict]", "higher = stronger attack")

@@ -8,10 +8,11 @@ every metric value (missing values are null, with the reason in
 wall times; library versions; ``output_defense`` (the output processing of a
 black-box run, ``none`` otherwise) and ``target_defense.*`` (what the
 target's defense reported: DP-SGD's epsilon, AT's robust accuracy, ...);
-``metric_columns``, the names of the metric values of the row, in the order
-the metric jobs reported them (JSON), so reports show every metric without a
-list of their own (:func:`metric_columns`; titles: :func:`column_title`, from
-each metric's ``columns`` declaration).
+``metric_columns``, the names of the metric values of the row (JSON; the
+configured metrics in order, each with its declared columns, then values no
+metric declares), so reports show every metric without a list of their own
+(:func:`metric_columns`; titles: :func:`column_title`, from each metric's
+``columns`` declaration).
 
 ``attack_classes.parquet``: one row per (run, class) with per-class values.
 """
@@ -97,7 +98,7 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
         for mm in sorted(metric_manifests, key=lambda m: m["name"]):
             payload = store.read_json(Path(mm["_dir"]) / "metrics.json")
             row.update(payload["overall"])
-            values += [name for name in payload["overall"] if name not in values]
+            values += [name for name in _value_order(mm["spec"]["metrics"], payload["overall"]) if name not in values]
             missing.update(payload["missing"])
             row["metrics_id"] = mm["id"]
             row["metric_wall_s"] = row.get("metric_wall_s", 0.0) + mm["wall_time_s"]
@@ -113,6 +114,18 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
     return rows, class_rows
 
 
+def _value_order(metrics: list[dict], overall: dict) -> list[str]:
+    """The values of one metric job in display order: the configured metrics in turn, each with its
+    declared columns in declaration order (``<column>.<label>`` for a labelled entry), then any value
+    no entry declares, sorted."""
+    out: list[str] = []
+    for met in metrics:
+        suffix = "" if met["label"] == met["name"] else f".{met['label']}"
+        entry = registry.REGISTRIES["metric"].get(met["name"])
+        out += [c + suffix for c in (entry.columns if entry else {}) if c + suffix in overall]
+    return out + sorted(set(overall) - set(out))
+
+
 def declared_columns() -> dict[str, dict[str, str]]:
     """Every metric value the registry's metric entries declare (``columns``), in discovery order."""
     out: dict[str, dict[str, str]] = {}
@@ -123,11 +136,10 @@ def declared_columns() -> dict[str, dict[str, str]]:
 
 
 def metric_columns(df) -> list[str]:
-    """The metric value columns of an attack table, in the order the metric jobs reported them.
+    """The metric value columns of an attack table, in the order of the rows' ``metric_columns``.
 
-    Every value a metric job reported is one (``metric_columns`` of each row, the configured
-    metric order), whether or not its metric declares it, and so is the labelled copy of a
-    metric (``acc1.<label>``). A table without that column (written by hand) falls back on
+    Every value a metric job reported is one, whether or not its metric declares it, and so is
+    the labelled copy of a metric (``acc1.<label>``). A table without that column (written by hand) falls back on
     the columns the registry declares."""
     if "metric_columns" in df.columns:
         out: list[str] = []
