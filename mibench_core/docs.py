@@ -53,7 +53,7 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-# kind -> (header, cells of an entry), beside the name, the parameters and the description
+# kind -> (header, cells of an entry), beside the name, the parameters and the description (other kinds: none)
 COLUMNS = {
     "dataset": ([], lambda e: []),
     "arch": ([], lambda e: []),
@@ -67,7 +67,7 @@ COLUMNS = {
 
 def table(kind: str) -> str:
     """The Markdown table of every registered method of ``kind``, sorted by name."""
-    header, cells = COLUMNS[kind]
+    header, cells = COLUMNS.get(kind, ([], lambda e: []))
     lines = [_row(["name", *header, "parameters (defaults)", "description"]), "|" + "---|" * (len(header) + 3)]
     for name, entry in sorted(registry.REGISTRIES[kind].items()):
         lines.append(_row([f"`{name}`", *cells(entry), _params(entry), entry.description]))
@@ -78,8 +78,8 @@ def render(text: str) -> str:
     """``text`` with every generated section replaced by the current table."""
 
     def sub(m: re.Match) -> str:
-        if m.group(2) not in COLUMNS:
-            raise ValueError(f"unknown method kind {m.group(2)!r} in a generated section; kinds: {', '.join(COLUMNS)}")
+        if m.group(2) not in registry.KINDS:
+            raise ValueError(f"unknown kind {m.group(2)!r} in a generated section; kinds: {', '.join(registry.KINDS)}")
         return m.group(1) + table(m.group(2)) + m.group(4)
 
     return SECTION.sub(sub, text)

@@ -17,6 +17,11 @@ imports, e.g. (``mibench_core/attacks/gmi.py``)::
         },
     ]
 
+Kind-specific keys are listed in :data:`OPTIONAL` (e.g. a metric's
+``columns``, how reports title its values; a defense's ``strength``) and
+documented, with the generated tables of every method, in
+``config/README.md`` (:mod:`mibench_core.docs`).
+
 This module reads those literals with :mod:`ast` (``ast.literal_eval``),
 never importing the method modules, so it stays stdlib-only and cheap while
 Snakemake parses the workflow; the job that runs a method imports it
