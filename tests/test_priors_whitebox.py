@@ -1,4 +1,4 @@
-"""Priors of the white-box attacks (issue 4): losses on hand-checked values,
+"""Priors of the white-box attacks: losses on hand-checked values,
 tiny training runs through the real stage entry point, and the plan rule that
 a prior tied to a target is never shared with another target."""
 
