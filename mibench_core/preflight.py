@@ -23,8 +23,8 @@ from typing import Any
 
 # Datasets that need a root folder unless they may download (the others ship
 # with a package or have a system-wide default location).
-NEEDS_SOURCE = {"mnist", "cifar10", "image-folder"}
-NO_DOWNLOAD = {"image-folder"}
+NEEDS_SOURCE = {"mnist", "cifar10", "cifar100", "image-folder", "tabular", "purchase100", "texas100", "location30"}
+NO_DOWNLOAD = {"image-folder", "tabular", "purchase100", "texas100", "location30"}
 PATH_KEY = re.compile(r"(^|_)(weights|checkpoint|path|file)$")
 
 

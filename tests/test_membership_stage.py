@@ -19,6 +19,7 @@ ATTACKS = [
     {"name": "blindmi-diff"},
     {"name": "lira-online", "fix_variance": True},
     {"name": "rmia-offline", "population_samples": 30},
+    {"name": "rmia-online", "population_samples": 30},
     {"name": "shapley", "samples": 20},
 ]
 
@@ -105,7 +106,7 @@ def test_report_tables_and_figures(tiny, tmp_path):
     report.defense_threats(str(tmp_path / "attacks.parquet"), str(out), *paths)
     rows = pd.read_parquet(paths[0])
     assert rows.loc[0, "inversion_gmi_acc1"] == 0.5 and rows.loc[0, "inversion_bb_acc1"] == 0.3
-    assert rows.loc[0, "mia_attack"] in ("lira-online", "rmia-offline")
+    assert rows.loc[0, "mia_attack"] in ("lira-online", "rmia-offline", "rmia-online")
     for p in (paths[3], str(tmp_path / "roc.png"), str(tmp_path / "heat.png")):
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "GMI Acc@1" in open(paths[1]).read() and "\\begin{tabular}" in open(paths[2]).read()

@@ -63,8 +63,8 @@ def scenario_sets(scenario_dir: str) -> dict[str, dict[str, np.ndarray]]:
 
 
 def run(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.attacks.blackbox import make_postprocess
     from mibench_core.attacks.oracle import build_oracle
-    from mibench_core.defenses.output import make_postprocess
     from mibench_core.models.train import load_data
 
     device = pick_device(job["device"])

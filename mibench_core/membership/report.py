@@ -33,7 +33,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mibench_core import registry, store  # noqa: E402
 from mibench_core.membership.metrics import FPR_LEVELS, fpr_key  # noqa: E402
 from mibench_core.report.aggregate import flatten  # noqa: E402
-from mibench_core.report.perspectives import _fmt, _savefig, _write_text, absent_figure, markdown  # noqa: E402
+from mibench_core.report.perspectives import (  # noqa: E402
+    _fmt,
+    _savefig,
+    _write_text,
+    absent_figure,
+    markdown,
+    strength,
+)
 
 METRICS = ["auc", *(fpr_key(a) for a in FPR_LEVELS), "advantage", "balanced_accuracy", "precision", "recall", "f1",
            "fpr", "fnr", "accuracy"]  # fmt: skip
@@ -218,18 +225,6 @@ def _black_box(name: str) -> bool:
     return entry is not None and entry.access != "white-box"
 
 
-def _strength(row, df_target) -> str:
-    from mibench_core.report.perspectives import STRENGTH
-
-    name = row.get("target.defense.name", "none")
-    parts = []
-    for key in STRENGTH.get(name, ()):
-        v = row.get(f"target.defense.params.{key}")
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
-            parts.append(f"{key}={_fmt(v)}")
-    return ", ".join(parts) if parts else "-"
-
-
 def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
     import pandas as pd
 
@@ -243,7 +238,7 @@ def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
     for (ds, tgt, dfn), grp in nat.groupby(["dataset", "target", "defense"], sort=False):
         first = grp.iloc[0]
         row = {"dataset": ds, "target": tgt, "defense": dfn,
-               "defense_name": first.get("target.defense.name", "none"), "strength": _strength(first, grp),
+               "defense_name": first.get("target.defense.name", "none"), "strength": strength(first),
                "natural_acc": first["target_test_acc"], "train_acc": first["target_train_acc"]}  # fmt: skip
         eps = first.get("target_defense.epsilon")
         row["epsilon"] = None if eps is None or (isinstance(eps, float) and math.isnan(eps)) else float(eps)
