@@ -121,6 +121,15 @@ def test_online_shadows_train_on_half_the_candidates_blind_to_membership(tmp_pat
         assert not out["pop_in"].any()
 
 
+def test_train_size_caps_a_shadow_at_the_targets_size(tmp_path):
+    t = tensors()
+    ddir = write_data(tmp_path, t)
+    job = shadow_job(tmp_path, ddir, "offline")
+    job["spec"]["train_size"] = 30
+    _, results, _ = shadows.run(job)
+    assert results["train_size"] == results["population_in"] == 30
+
+
 def test_population_fraction_withholds_training_images_from_the_target():
     rng = np.random.default_rng(0)
     raw = RawDataset(rng.integers(0, 255, (400, 8, 8), dtype=np.uint8), np.arange(400) % 4,

@@ -116,6 +116,30 @@ def test_reports_are_written(smoke_run):
     assert len(list((rep / "figures" / "priors").glob("*.png"))) == 5
 
 
+MIA = {"nn-attack", "loss-threshold", "label-only", "top3-nn", "top1-threshold", "blindmi-diff", "top2-true",
+       "privacy-risk-score", "shapley", "ppv", "calibrated-score", "distillation", "lira-online", "lira-offline",
+       "rmia-online", "rmia-offline"}  # fmt: skip
+
+
+def test_membership_inference_runs_every_attack_on_every_scenario(smoke_run):
+    t = smoke_run / "results" / "smoke" / "tables"
+    mem = pd.read_parquet(t / "membership.parquet")
+    assert set(mem["attack_name"]) == MIA
+    assert set(mem["scenario"]) == {"ES00", "ES01", "ES02"} and len(mem) == len(MIA) * 3
+    for col in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "precision", "recall", "f1", "fpr", "fnr", "advantage"):
+        vals = mem[col].dropna()
+        assert len(vals) and vals.between(-1, 1).all(), col
+    assert (mem["queries"] > 0).all()
+    assert mem.loc[mem["attack_name"] == "label-only", "access"].eq("label").all()
+    threats = pd.read_parquet(t / "defense_threats.parquet")
+    assert len(threats) == 1 and threats.loc[0, "inversion_gmi_acc1"] == threats.loc[0, "inversion_gmi_acc1"]
+    rep = smoke_run / "results" / "smoke" / "reports"
+    for png in ("figures/defense_threats.png", "figures/membership/roc/sklearn-digits.mcnn.none.png",
+                "figures/membership/heatmap/sklearn-digits.mcnn.none.png"):  # fmt: skip
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert "GMI Acc@1" in (rep / "tables" / "defense_threats.md").read_text()
+
+
 def test_second_run_schedules_nothing(smoke_run):
     out = snakemake(smoke_run, "-n")
     assert "Nothing to be done" in out.stdout + out.stderr

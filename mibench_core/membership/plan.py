@@ -63,7 +63,7 @@ def expand(plan) -> None:
             base = {
                 "mode": mode, "count": count, "arch": node.spec["arch"], "arch_params": node.spec["arch_params"],
                 "train": train, "defense": defense, "pool": pool, "augmentations": sh["augmentations"],
-                "val_fraction": sh["val_fraction"],
+                "val_fraction": sh["val_fraction"], "train_size": sh["train_size"] if mode == "offline" else None,
             }  # fmt: skip
             set_seed = _seed("shadows", base, plan.nodes[data_id].semantic)
             for i in range(count):

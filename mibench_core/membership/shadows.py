@@ -21,7 +21,11 @@ data (:mod:`mibench_core.membership.population`):
 The masks of a set of ``count`` models are drawn together
 (:func:`mibench_core.membership.population.shadow_masks`: every point is in
 exactly ``count // 2`` models) from the set's seed; this job keeps row
-``index``. Model selection on validation data mirrors the target's: when the
+``index``. With ``train_size`` (``shadows.train_size``) an offline model
+trains on that many random points of its half instead (the target's
+training-set size when the population is larger than twice it); the rest of
+its half counts as OUT. Online models always train on a full half (every
+candidate keeps IN and OUT models). Model selection on validation data mirrors the target's: when the
 target's training selects on validation accuracy, the shadow selects on
 ``val_fraction`` of its own OUT population points (never a candidate).
 
@@ -79,6 +83,11 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     online = spec["mode"] == "online"
     n_pop, n_cand = pool.n_population, pool.n_candidates
     keep = shadow_masks(int(spec["count"]), n_cand if online else n_pop, int(spec["set_seed"]))[int(spec["index"])]
+    if spec.get("train_size") and not online and keep.sum() > spec["train_size"]:  # the target's size, not a half
+        sub = np.random.default_rng([int(spec["set_seed"]), int(spec["index"])])
+        chosen = sub.choice(np.flatnonzero(keep), int(spec["train_size"]), replace=False)
+        keep = np.zeros_like(keep)
+        keep[chosen] = True
     pop_in = np.zeros(n_pop, bool) if online else keep
     cand_in = keep if online else np.zeros(n_cand, bool)
 
