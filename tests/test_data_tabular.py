@@ -66,3 +66,21 @@ def test_records_become_padded_squares_and_an_mlp_classifies_them(tmp_path):
     with pytest.raises(ValueError, match="channels"):
         build_artifact(raw, {**SPEC, "channels": 3}, seed=0)
     assert isinstance(model(torch.zeros(1, 1, 5, 5)), torch.Tensor)
+
+
+def test_cifar100_binary_release(tmp_path):
+    from mibench_core.data import cifar100
+
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train.bin", 4), ("test.bin", 2)):
+        rec = np.zeros((n, cifar100.RECORD), np.uint8)
+        rec[:, 0], rec[:, 1] = 3, np.arange(n) + 10  # coarse, fine label
+        rec[:, 2:] = rng.integers(0, 255, (n, 3072))
+        rec.tofile(folder / name)
+    raw = cifar100.load_cifar100(str(tmp_path))
+    assert raw.train_x.shape == (4, 32, 32, 3) and raw.train_y.tolist() == [10, 11, 12, 13]
+    assert raw.test_y.tolist() == [10, 11] and len(raw.class_names) == 100
+    first = np.fromfile(folder / "train.bin", np.uint8)[2:3074].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(raw.train_x[0], first)  # channel-first records, returned HWC
