@@ -3,7 +3,10 @@
 Every file is written to a temporary name in the same folder and renamed
 into place, so an interrupted job never leaves a half-written file under a
 final name. ``manifest.json`` is written last: its presence marks a complete
-artifact (and it is the output Snakemake waits for).
+artifact (and it is the output Snakemake waits for). Files get the mode the
+process's umask gives a new file (0644 under umask 022, 0664 under 002), as
+``open()`` would, not ``mkstemp``'s private 0600, so a group can share a
+results folder.
 """
 
 from __future__ import annotations
@@ -21,15 +24,35 @@ from typing import Any
 MANIFEST = "manifest.json"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask."""
+    return 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place on success."""
+    """Yield a temporary path next to ``path``; rename it into place, with the umask's mode, on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, new_file_mode())  # after the writer: some (safetensors) create their own 0600 file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
