@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+SELF_DIGEST = "manifest_sha256"
 
 
 def current_umask() -> int:
@@ -117,14 +118,25 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of a manifest's canonical JSON, without its own digest field."""
+    body = {k: v for k, v in manifest.items() if k != SELF_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_manifest(job: dict, files: list[str], *, wall_time_s: float, device: str, extra: dict | None = None) -> dict:
-    """Write ``manifest.json`` for a finished job; returns the manifest."""
+    """Write ``manifest.json`` for a finished job; returns the manifest.
+
+    ``label`` is the name the artifact was first built under (not part of its identity: a config that
+    renames it reuses the artifact, and the tables take labels from the config). The manifest carries
+    the sha256 of every file and its own (``manifest_sha256``), which :func:`problems` checks."""
     outdir = Path(job["outdir"])
     manifest = {
         "id": job["id"],
         "kind": job["kind"],
         "name": job["name"],
-        "label": job["label"],
+        "label": job.get("label", ""),
         "spec": job["spec"],
         "inputs": {role: inp["id"] for role, inp in job["inputs"].items()},
         "code_fingerprint": job["fingerprint"],
@@ -137,12 +149,57 @@ def write_manifest(job: dict, files: list[str], *, wall_time_s: float, device: s
     }
     if extra:
         manifest["results"] = extra
+    # digest of what a reader will load (JSON round trip: numpy scalars become floats)
+    manifest = json.loads(json.dumps(manifest, default=_json_default))
+    manifest[SELF_DIGEST] = _manifest_digest(manifest)
     write_json(outdir / MANIFEST, manifest)
     return manifest
 
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     return read_json(Path(artifact_dir) / MANIFEST)
+
+
+class CorruptArtifact(RuntimeError):
+    """An artifact whose files no longer match its manifest; the message names it and how to rebuild it."""
+
+
+def rebuild_hint(artifact_dir: str | os.PathLike) -> str:
+    return (
+        f"To rebuild it, delete the folder {artifact_dir} and run the workflow again "
+        "(Snakemake then rebuilds it and everything computed from it)"
+    )
+
+
+def problems(artifact_dir: str | os.PathLike, files: bool = True) -> list[str]:
+    """What is wrong with a built artifact, one line each (empty when it is intact).
+
+    Checks that ``manifest.json`` parses and matches its own digest, and (``files``) that every
+    file it lists exists with the recorded sha256. Manifests written before manifests carried
+    their own digest are checked by their files only."""
+    artifact_dir = Path(artifact_dir)
+    try:
+        manifest = read_manifest(artifact_dir)
+    except FileNotFoundError:
+        return [f"{MANIFEST} is missing (the artifact was never completed)"]
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST} cannot be read ({exc})"]
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return [f"{MANIFEST} has no 'files' table"]
+    out = []
+    recorded = manifest.get(SELF_DIGEST)
+    if recorded is not None and recorded != _manifest_digest(manifest):
+        out.append(f"{MANIFEST} does not match its own sha256 (edited or corrupted)")
+    if files:
+        for name, digest in sorted(manifest["files"].items()):
+            path = artifact_dir / name
+            if not path.is_file():
+                out.append(f"{name} is missing")
+                continue
+            actual = sha256_file(path)
+            if actual != digest:
+                out.append(f"{name}: sha256 {actual} differs from the manifest's {digest}")
+    return out
 
 
 def verify(artifact_dir: str | os.PathLike) -> list[str]:
@@ -155,3 +212,21 @@ def verify(artifact_dir: str | os.PathLike) -> list[str]:
         if not path.exists() or sha256_file(path) != digest:
             bad.append(name)
     return bad
+
+
+def check(artifact_dir: str | os.PathLike, what: str = "artifact", files: bool = True) -> None:
+    """Raise :class:`CorruptArtifact` naming the artifact, what is wrong and how to rebuild it."""
+    found = problems(artifact_dir, files=files)
+    if found:
+        name = Path(artifact_dir).name  # an artifact's folder is named by its id
+        raise CorruptArtifact(
+            f"{what} {name} ({artifact_dir}) does not match its manifest, so it was not used: "
+            + "; ".join(found)
+            + f". {rebuild_hint(artifact_dir)}"
+        )
+
+
+def check_inputs(job: dict) -> None:
+    """Verify every input artifact of a job against its manifest before the job loads any of it."""
+    for role, inp in sorted(job["inputs"].items()):
+        check(inp["dir"], f"input {role!r}: {inp['kind']}")
