@@ -4,6 +4,9 @@
 rule aggregate_results:
     input:
         metric_manifests(),
+    params:
+        # the row labels come from the config: renaming a run reruns this rule, not its artifacts
+        runs=run_labels(),
     output:
         attacks=f"{TABLES}/attacks.parquet",
         classes=f"{TABLES}/attack_classes.parquet",
