@@ -4,13 +4,21 @@ import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # a clone works without installing the package
-os.environ["MIBENCH_ROOT"] = workflow.basedir  # envs/mibench.yaml installs the package from here
+# jobs find the package here (workflow/rules/common.smk), and envs/mibench.yaml installs it from here
+os.environ["MIBENCH_ROOT"] = workflow.basedir
 
 from snakemake.exceptions import WorkflowError
 
+from mibench_core import runlock
 from mibench_core.config import ConfigError, validate
 from mibench_core.plan import build
 from mibench_core.preflight import PreflightError, check
+
+if workflow.is_main_process:  # not in the jobs Snakemake spawns (Slurm nodes, subprocesses)
+    # a lock left by a killed run is cleared here, with a notice; a live run's is kept
+    _notice = runlock.claim()
+    if _notice:
+        print(_notice, file=sys.stderr)
 
 
 configfile: f"{workflow.basedir}/config/config.yaml"
