@@ -142,19 +142,26 @@ def torchvision_classifier(
     model: str = "resnet18",
     pretrained_weights: str | None = None,
     pretrained_sha256: str | None = None,
+    pretrained_unverified: bool = False,
 ) -> Classifier:
     """Any ``torchvision.models`` classifier by name. ``pretrained_weights`` is a
-    local state dict (safetensors, or a torch file loaded with weights_only)
-    checked against ``pretrained_sha256``; its head is replaced."""
+    local state dict (safetensors, or a torch file of plain tensors) checked
+    against ``pretrained_sha256``, or the torch hub prefix of its file name, or
+    loaded unchecked only with ``pretrained_unverified: true``
+    (mibench_core.weights.verify_external); its head is replaced."""
     import torchvision
 
     net = torchvision.models.get_model(model, weights=None)
     if pretrained_weights:
-        from mibench_core.weights import load_state_dict
+        from mibench_core.weights import load_state_dict, verify_external
 
-        state = load_state_dict(pretrained_weights, pretrained_sha256)
+        digest, how = verify_external(pretrained_weights, pretrained_sha256, pretrained_unverified)
+        state = load_state_dict(pretrained_weights, digest)
         net.load_state_dict(state)
-    return TorchvisionClassifier(net, num_classes, 3)
+    clf = TorchvisionClassifier(net, num_classes, 3)
+    if pretrained_weights:
+        clf.pretrained = {"path": str(pretrained_weights), "sha256": digest, "check": how}  # for the manifest
+    return clf
 
 
 def build(arch: str, arch_params: dict, num_classes: int, in_channels: int, resolution: int) -> Classifier:
