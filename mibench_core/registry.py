@@ -25,6 +25,9 @@ class Entry:
     target: str  # "package.module:callable"
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Valid ranges of parameters, in interval notation ("[1, inf)", "(0, inf)", "[0, 1)"),
+    # checked by mibench_core.config before any job.
+    bounds: dict[str, str] = field(default_factory=dict)
     # Library files (relative to mibench_core/) whose code produces this
     # artifact, besides the entry's own module; they enter its fingerprint.
     files: tuple[str, ...] = ()
@@ -119,7 +122,7 @@ ARCHS = _entries(
         "arch",
         "mibench_core.models.face:ir152",
         "IR-152 face backbone at 64x64 (face.evoLVe), the KEDMI / PLG-MI 'IR152' target",
-        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None, "pretrained_unverified": False},
         files=("models/classifiers.py",),
     ),
     Entry(
@@ -127,7 +130,7 @@ ARCHS = _entries(
         "arch",
         "mibench_core.models.face:facenet64",
         "IR-50 face backbone at 64x64, the KEDMI / PLG-MI 'FaceNet64' target",
-        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None, "pretrained_unverified": False},
         files=("models/classifiers.py",),
     ),
     Entry(
@@ -135,7 +138,7 @@ ARCHS = _entries(
         "arch",
         "mibench_core.models.face:facenet112",
         "IR-50 face backbone at 112x112 (inputs resized), the GMI / KEDMI / PLG-MI evaluation model",
-        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        defaults={"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None, "pretrained_unverified": False},
         files=("models/classifiers.py",),
     ),
     Entry(
@@ -143,7 +146,12 @@ ARCHS = _entries(
         "arch",
         "mibench_core.models.classifiers:torchvision_classifier",
         "any torchvision classification model by name (param 'model'), head resized",
-        defaults={"model": "resnet18", "pretrained_weights": None, "pretrained_sha256": None},
+        defaults={
+            "model": "resnet18",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
     ),
 )
 
