@@ -19,14 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = {
-    "data": "mibench_core.data.common:run",
-    "model": "mibench_core.models.train:run",
-    "prior": "mibench_core.priors:run_prior",
-    "attack": "mibench_core.attacks.common:run",
-    "metric": "mibench_core.metrics.common:run",
-}
-
 
 def run_job(job: dict) -> dict:
     """Run one job and write its manifest (last, atomically)."""
@@ -39,7 +31,9 @@ def run_job(job: dict) -> dict:
     set_threads()
     # inputs are checked before anything loads them: a corrupted artifact stops the job, naming it
     store.check_inputs(job)
-    module, _, attr = STAGES[job["kind"]].partition(":")
+    from mibench_core.stages import RUNNERS
+
+    module, _, attr = RUNNERS[job["kind"]].partition(":")
     fn = getattr(importlib.import_module(module), attr)
     outdir = Path(job["outdir"])
     outdir.mkdir(parents=True, exist_ok=True)

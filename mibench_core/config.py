@@ -394,19 +394,10 @@ def _check_defense_scopes(cfg: dict) -> None:
 
 
 def _check_output_defenses(cfg: dict) -> None:
-    """Output processing entries: names and parameters from mibench_core.defenses.OUTPUT_PROCESSING."""
-    from mibench_core.defenses import OUTPUT_PROCESSING
-
+    """Output processing entries: registry entries of kind ``output`` (mibench_core/defenses/output.py)."""
     for i, item in enumerate(cfg["output_defenses"]):
-        name = item["name"]
-        if name not in OUTPUT_PROCESSING:
-            raise ConfigError(
-                f"config key 'output_defenses[{i}].name': unknown output processing {name!r}; "
-                f"valid: {', '.join(sorted(OUTPUT_PROCESSING))}"
-            )
-        defaults, description = OUTPUT_PROCESSING[name]
-        entry = registry.Entry(name, "output processing", "mibench_core.defenses.output:make_postprocess",
-                               description, defaults=defaults)  # fmt: skip
+        entry = _check_name("output", item["name"], ["output_defenses", i, "name"])
+        name = entry.name
         params = _check_params(item, entry, ["output_defenses", i], ("defenses",))
         cfg["output_defenses"][i] = {"name": name, **({"label": item["label"]} if "label" in item else {}),
                                      "params": params}  # fmt: skip

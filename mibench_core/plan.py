@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mibench_core import registry
+from mibench_core.fingerprint import of_modules, source_hash
+from mibench_core.stages import runner_module
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
 MAIN_FILE = {
     "data": "data.safetensors",
@@ -32,8 +32,6 @@ MAIN_FILE = {
     "metric": "metrics.json",
 }
 HASH_LEN = 10
-
-_file_hash_cache: dict[str, str] = {}
 
 
 def canonical(obj: Any) -> Any:
@@ -52,17 +50,9 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def file_hash(rel: str) -> str:
-    if rel not in _file_hash_cache:
-        path = PACKAGE_DIR / rel
-        data = path.read_bytes() if path.exists() else b"<missing>"
-        _file_hash_cache[rel] = hashlib.sha256(data).hexdigest()
-    return _file_hash_cache[rel]
-
-
 def fingerprint(files: list[str] | tuple[str, ...]) -> str:
-    """Hash of the library source files that produce an artifact."""
-    return digest({rel: file_hash(rel) for rel in sorted(set(files))})[:16]
+    """Hash of the library source files that produce an artifact (their code, not their docs)."""
+    return digest({rel: source_hash(rel) for rel in sorted(set(files))})[:16]
 
 
 @dataclass
@@ -172,15 +162,10 @@ class Plan:
         return seen
 
 
-def _files(entry: registry.Entry, stage: str, *extra: registry.Entry) -> tuple[str, ...]:
-    files = [entry.module_file, *registry.STAGE_FILES[stage]]
-    for e in extra:
-        files.append(e.module_file)
-        files.extend(e.files)
-    return tuple(files) + entry.files
-
-
-OUTPUT_FILES = ("defenses/__init__.py", "defenses/output.py")
+def _files(stage: str, *entries: registry.Entry) -> tuple[str, ...]:
+    """Files whose code produces an artifact: the import closures of the stage runner and of the
+    method modules it loads by name (mibench_core.fingerprint)."""
+    return of_modules(runner_module(stage), *(e.module for e in entries))
 
 
 def _in_scope(defense: dict, dataset_label: str, target_label: str) -> bool:
@@ -209,9 +194,9 @@ def build(config: dict) -> Plan:
     metrics_spec = {
         "metrics": [{"name": m["name"], "label": m["label"], "params": m["params"]} for m in config["metrics"]]
     }
-    metrics_files = tuple(sorted({f for e in met_entries for f in _files(e, "metric")}))
+    metrics_files = _files("metric", *met_entries)
     metrics_extra: dict = {}
-    if any("weights.py" in e.files for e in met_entries):
+    if any(e.needs_weights for e in met_entries):
         from mibench_core.weights import presence_token
 
         metrics_extra = {"weights": presence_token(config.get("weights"))}
@@ -227,7 +212,7 @@ def build(config: dict) -> Plan:
                 ds["label"],
                 ds_spec,
                 {},
-                _files(ds_entry, "data"),
+                _files("data", ds_entry),
                 options={"root": ds["root"], "download": ds["download"]},
             )  # fmt: skip
         )
@@ -245,7 +230,7 @@ def build(config: dict) -> Plan:
                     "train": ev_cfg["train"],
                 },
                 {"data": data_id},
-                _files(ev_entry, "model", registry.get("defense", "none")),
+                _files("model", ev_entry, registry.get("defense", "none")),
             )
         )
         for tgt in config["targets"]:
@@ -267,7 +252,7 @@ def build(config: dict) -> Plan:
                             "train": tgt["train"],
                         },
                         {"data": data_id},
-                        _files(arch_entry, "model", dfn_entry),
+                        _files("model", arch_entry, dfn_entry),
                     )
                 )
                 prior_ids: dict[str, str] = {}
@@ -285,7 +270,7 @@ def build(config: dict) -> Plan:
                             + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else ""),
                             {"name": pr["name"], "params": pr["params"]},
                             inputs,
-                            _files(pr_entry, "prior"),
+                            _files("prior", pr_entry),
                         )
                     )
                 plan.priors_by_dataset.setdefault(ds["label"], [])
@@ -301,12 +286,12 @@ def build(config: dict) -> Plan:
                         inputs["prior"] = prior_ids[atk["prior"]]
                     for j, aux_label in enumerate(atk.get("aux") or []):
                         inputs[f"aux{j}"] = prior_ids[aux_label]
-                    atk_label, atk_spec, atk_files = atk["label"], {"name": atk["name"], "params": atk["params"]}, ()
+                    atk_label, atk_spec, atk_modules = atk["label"], {"name": atk["name"], "params": atk["params"]}, []
                     if out is not None:
                         # the oracle applies it; the spec key puts it in the attack's id
                         atk_label = f"{atk['label']}_{out['label']}"
                         atk_spec["output"] = {"name": out["name"], "params": out["params"]}
-                        atk_files = OUTPUT_FILES
+                        atk_modules = [registry.get("output", out["name"])]
                     run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}"
                     attack_id = plan.add(
                         Node(
@@ -315,7 +300,7 @@ def build(config: dict) -> Plan:
                             run_label,
                             atk_spec,
                             inputs,
-                            _files(atk_entry, "attack") + atk_files,
+                            _files("attack", atk_entry, *atk_modules),
                         )
                     )
                     # One job computes every configured metric of a run: they share

@@ -102,7 +102,7 @@ def _class_count(ds: dict, base: Path) -> int | None:
         folder = Path(root).expanduser()
         folder = folder if folder.is_absolute() else base / folder
         if folder.is_dir():
-            return sum(1 for p in folder.iterdir() if p.is_dir())
+            return sum(1 for p in folder.iterdir() if p.is_dir()) or None  # none: the data job says so
     return None
 
 
@@ -118,9 +118,10 @@ def consistency(cfg: dict, workdir: str | os.PathLike | None = None) -> list[str
             ids = split.get(key) or []
             bad = sorted(c for c in ids if n is not None and c >= n)
             if bad:
+                shown = ", ".join(map(str, bad[:5])) + (f", ... ({len(bad)} ids)" if len(bad) > 5 else "")
                 out.append(
                     f"config key 'datasets[{i}].split.{key}': dataset {ds['name']!r} has {n} classes "
-                    f"(ids 0-{n - 1}); {bad} do not exist"
+                    f"(ids 0-{n - 1}); {shown} do not exist"
                 )
         if split.get("mode") == "class-disjoint" and split.get("private_classes"):
             n_private.append(len(split["private_classes"]))

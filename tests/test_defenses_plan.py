@@ -23,10 +23,10 @@ def smoke():
 @pytest.fixture
 def blackbox(monkeypatch):
     entry = registry.Entry(
-        "fake-bb", "attack", "mibench_core.attacks.gmi:run_attack", "test double", defaults={"queries": 10},
-        access="black-box",
+        "fake-bb", "attack", "mibench_core.attacks.gmi", "run_attack", "test double", defaults={"queries": 10},
+        access="label",
     )  # fmt: skip
-    monkeypatch.setitem(registry.ATTACKS, "fake-bb", entry)
+    monkeypatch.setitem(registry.REGISTRIES["attack"], "fake-bb", entry)
     return entry
 
 

@@ -135,7 +135,7 @@ def test_dry_run_plans_in_seconds(tmp_path):
 def test_highres_stylegan_config_is_honest_about_missing_priors():
     raw = yaml.safe_load(HIGHRES.read_text())
     assert raw["datasets"][0]["resolution"] == 224
-    missing = [p["name"] for p in raw["priors"] if p["name"] not in registry.PRIORS]
+    missing = [p["name"] for p in raw["priors"] if p["name"] not in registry.REGISTRIES["prior"]]
     if missing:
         with pytest.raises(ConfigError, match=re.escape(missing[0])):
             validate(_load(HIGHRES))

@@ -61,13 +61,13 @@ def test_equivalent_numbers_hash_the_same():
 
 def test_editing_attack_code_recomputes_attacks_not_models(monkeypatch):
     base = ids_by_kind(build(cfg()))
-    real = plan_mod.file_hash
+    real = plan_mod.source_hash
 
     def edited(rel):
         return "edited" if rel == "attacks/gmi.py" else real(rel)
 
     before = run_ids(build(cfg()))
-    monkeypatch.setattr(plan_mod, "file_hash", edited)
+    monkeypatch.setattr(plan_mod, "source_hash", edited)
     new = ids_by_kind(build(cfg()))
     for kind in ("data", "model", "prior"):
         assert new[kind] == base[kind]
@@ -78,8 +78,8 @@ def test_editing_attack_code_recomputes_attacks_not_models(monkeypatch):
 
 def test_editing_training_code_recomputes_models_and_downstream_not_data(monkeypatch):
     base = ids_by_kind(build(cfg()))
-    real = plan_mod.file_hash
-    monkeypatch.setattr(plan_mod, "file_hash", lambda rel: "x" if rel == "models/train.py" else real(rel))
+    real = plan_mod.source_hash
+    monkeypatch.setattr(plan_mod, "source_hash", lambda rel: "x" if rel == "models/train.py" else real(rel))
     new = ids_by_kind(build(cfg()))
     assert new["data"] == base["data"]
     gmi_gan = {i for i in base["prior"] if i.startswith("gmi-gan-")}
@@ -90,8 +90,8 @@ def test_editing_training_code_recomputes_models_and_downstream_not_data(monkeyp
 
 def test_seeds_ignore_code_fingerprints(monkeypatch):
     base = {n.name: n.seed for n in build(cfg()).nodes.values()}
-    real = plan_mod.file_hash
-    monkeypatch.setattr(plan_mod, "file_hash", lambda rel: "x" + real(rel))
+    real = plan_mod.source_hash
+    monkeypatch.setattr(plan_mod, "source_hash", lambda rel: "x" + real(rel))
     assert {n.name: n.seed for n in build(cfg()).nodes.values()} == base
 
 

@@ -48,6 +48,31 @@ import torch
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "brep-mi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "BREP-MI (Kahla et al. 2022): label-only boundary repulsion, sphere sampling with growing "
+        "radius",
+        "defaults": {
+            "per_class": 8,
+            "sphere_points": 32,
+            "initial_radius": 2.0,
+            "expansion": 1.3,
+            "grow_threshold": 0.75,
+            "max_step": 3.0,
+            "clip_z": 1.5,
+            "max_iters_at_radius": 1000,
+            "max_iterations": None,
+            "init_batch": 256,
+            "max_init_batches": 1000,
+        },
+        "priors": ["gmi-gan"],
+        "access": "label",
+    }
+]
+
 
 def sphere_directions(n: int, points: int, dim: int, gen: torch.Generator) -> torch.Tensor:
     """``[n, points, dim]`` directions uniform on the unit sphere."""

@@ -31,6 +31,25 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.summary import summarise
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "deepinversion",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "DeepInversion (Yin et al. 2020): pixel optimisation with BatchNorm-statistics matching, TV, l2",
+        "defaults": {
+            "per_class": 8,
+            "iterations": 2000,
+            "lr": 0.1,
+            "tv_weight": 2.5e-05,
+            "l2_weight": 0.0,
+            "bn_weight": 100.0,
+            "jitter": 2,
+        },
+        "access": "white-box",
+    }
+]
+
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Sum of the L2 norms of the four neighbour differences (the authors' TV-L2)."""

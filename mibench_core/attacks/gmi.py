@@ -30,6 +30,27 @@ import torch.nn.functional as F
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "gmi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "GMI (Zhang et al. 2020): latent search with critic prior + identity loss, Nesterov SGD",
+        "defaults": {
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "restarts": 5,
+            "reference_batch": 60,
+        },
+        "priors": ["gmi-gan"],
+        "access": "white-box",
+    }
+]
+
 
 def gmi_loss(
     critic_score: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, lambda_iden: float

@@ -29,6 +29,18 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.summary import summarise
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "kedmi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "KEDMI (Chen et al. 2021): a learned Gaussian per class through the K-way-discriminator GAN",
+        "defaults": {"per_class": 8, "iterations": 1500, "lr": 0.02, "lambda_iden": 100.0, "samples_per_step": 1},
+        "priors": ["kedmi-gan"],
+        "access": "white-box",
+    }
+]
+
 
 def kedmi_loss(d_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, lambda_iden: float) -> torch.Tensor:
     """Per-sample KEDMI loss: softplus(lse(D)) - lse(D) + lambda * CE."""

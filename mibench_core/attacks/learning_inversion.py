@@ -44,6 +44,29 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.data.common import to_model_range
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "learning-inversion",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "learning-based inversion (Yang et al. 2019): inversion network from (top-k) predictions to "
+        "images",
+        "defaults": {
+            "per_class": 8,
+            "top_k": None,
+            "c": 50.0,
+            "ngf": 128,
+            "epochs": 100,
+            "batch_size": 128,
+            "lr": 0.0002,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "public_samples": None,
+        },
+        "access": "top-k",
+    }
+]
+
 
 def prediction_encoding(p: torch.Tensor, k: int, c: float) -> torch.Tensor:
     """The authors' input transform: log of the top-k entries + c, shifted to >= 0, zeros elsewhere."""

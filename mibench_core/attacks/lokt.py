@@ -36,6 +36,30 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.models.classifiers import MCNN
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "lokt",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "LOKT (Nho et al. 2023): surrogates trained on T-ACGAN samples labelled by the target, "
+        "attacked white-box",
+        "defaults": {
+            "per_class": 8,
+            "n_surrogates": 3,
+            "surrogate_width": 32,
+            "surrogate_samples": 50000,
+            "surrogate_epochs": 10,
+            "surrogate_batch_size": 128,
+            "surrogate_lr": 0.001,
+            "iterations": 600,
+            "lr": 0.1,
+            "n_views": 2,
+        },
+        "priors": ["lokt-tacgan"],
+        "access": "label",
+    }
+]
+
 
 def max_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample -l_y + max_{j != y} l_j (PLG-MI)."""

@@ -37,6 +37,49 @@ from mibench_core.priors.common import public_subset
 from mibench_core.priors.kedmi_gan import prior_term
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "lomma-gmi",
+        "kind": "attack",
+        "call": "run_gmi",
+        "description": "LOMMA on GMI (Nguyen et al. 2023): logit loss, public-feature regulariser, distilled students",
+        "defaults": {
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "restarts": 5,
+            "reference_batch": 60,
+            "lam_reg": 1.0,
+            "max_public": None,
+        },
+        "priors": ["gmi-gan"],
+        "access": "white-box",
+        "aux": ["lomma-students"],
+    },
+    {
+        "name": "lomma-kedmi",
+        "kind": "attack",
+        "call": "run_kedmi",
+        "description": "LOMMA on KEDMI (Nguyen et al. 2023): logit loss, public-feature regulariser, distilled "
+        "students",
+        "defaults": {
+            "per_class": 8,
+            "iterations": 1500,
+            "lr": 0.02,
+            "lambda_iden": 100.0,
+            "samples_per_step": 1,
+            "lam_reg": 1.0,
+            "max_public": None,
+        },
+        "priors": ["kedmi-gan"],
+        "access": "white-box",
+        "aux": ["lomma-students"],
+    },
+]
+
 
 def logit_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample -l_y."""

@@ -26,6 +26,18 @@ from mibench_core.attacks.summary import summarise
 from mibench_core.priors.plgmi_gan import augmenter, max_margin_loss
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "plgmi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "PLG-MI (Yuan et al. 2023): max-margin over augmented views through the pseudo-label cGAN",
+        "defaults": {"per_class": 8, "iterations": 600, "lr": 0.1, "n_views": 2},
+        "priors": ["plgmi-gan"],
+        "access": "white-box",
+    }
+]
+
 
 def plgmi_loss(logits_views: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
     """Per-latent loss: max-margin summed over the augmented views."""

@@ -43,6 +43,29 @@ from torch import nn
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "rlb-mi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "RLB-MI (Han et al. 2023): Soft Actor-Critic agent in latent space, rewards from probabilities",
+        "defaults": {
+            "per_class": 8,
+            "episodes": 40000,
+            "max_step": 1,
+            "alpha": 0.0,
+            "hidden": 256,
+            "gamma": 0.99,
+            "tau": 0.01,
+            "lr": 0.0005,
+            "batch_size": 256,
+            "buffer_size": 1000000,
+        },
+        "priors": ["gmi-gan"],
+        "access": "probabilities",
+    }
+]
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 

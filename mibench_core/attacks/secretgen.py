@@ -28,6 +28,28 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.gmi import optimise_latents
 from mibench_core.attacks.summary import summarise
 
+METHODS = [
+    {
+        "name": "secretgen",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "SecretGen white-box (Yuan et al. 2022): latent selection by target label, then D + "
+        "identity loss",
+        "defaults": {
+            "per_class": 8,
+            "candidates": 5000,
+            "iterations": 1500,
+            "lr": 0.02,
+            "momentum": 0.9,
+            "lambda_iden": 100.0,
+            "clip_z": 1.0,
+            "reference_batch": 60,
+        },
+        "priors": ["gmi-gan"],
+        "access": "white-box",
+    }
+]
+
 
 @torch.no_grad()
 def select_latents(probs: torch.Tensor, classes: list[int], per_class: int) -> tuple[torch.Tensor, torch.Tensor]:

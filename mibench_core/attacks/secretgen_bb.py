@@ -32,6 +32,19 @@ import torch
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "secretgen-bb",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "SecretGen black-box (Yuan et al. 2022): latent selection by label, discriminator-only "
+        "optimisation",
+        "defaults": {"per_class": 8, "n_candidates": 5000, "iterations": 1500, "lr": 0.02, "check_every": 50},
+        "priors": ["gmi-gan"],
+        "access": "label",
+    }
+]
+
 
 def select_by_label(
     z: torch.Tensor, labels: torch.Tensor, classes: list[int], per_class: int, gen: torch.Generator

@@ -31,6 +31,18 @@ from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.kedmi import optimise_distribution
 from mibench_core.attacks.summary import summarise
 
+METHODS = [
+    {
+        "name": "vmi",
+        "kind": "attack",
+        "call": "run_attack",
+        "description": "VMI (Wang et al. 2021): per-class Gaussian q(z), CE + lambda * KL(q || N(0, I))",
+        "defaults": {"per_class": 8, "iterations": 1500, "lr": 0.01, "kl_weight": 1.0, "samples_per_step": 4},
+        "priors": ["gmi-gan", "kedmi-gan"],
+        "access": "white-box",
+    }
+]
+
 
 def gaussian_kl_to_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag exp(logvar)) || N(0, I)) per row."""

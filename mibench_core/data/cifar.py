@@ -15,6 +15,15 @@ import numpy as np
 from mibench_core.data.common import DatasetNotFound, RawDataset, data_roots
 from mibench_core.store import sha256_file
 
+METHODS = [
+    {
+        "name": "cifar10",
+        "kind": "dataset",
+        "call": "load_cifar10",
+        "description": "CIFAR-10 32x32 colour, 10 classes (python-pickle batches under a root, or download)",
+    }
+]
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 RECORD = 1 + 32 * 32 * 3
 

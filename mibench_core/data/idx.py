@@ -18,6 +18,21 @@ import numpy as np
 from mibench_core.data.common import DatasetNotFound, RawDataset, data_roots
 from mibench_core.store import sha256_file
 
+METHODS = [
+    {
+        "name": "fashion-mnist",
+        "kind": "dataset",
+        "call": "load_fashion_mnist",
+        "description": "Fashion-MNIST 28x28 grayscale, 10 classes (Debian package, a root, or download)",
+    },
+    {
+        "name": "mnist",
+        "kind": "dataset",
+        "call": "load_mnist",
+        "description": "MNIST 28x28 grayscale digits, 10 classes (a root, or download when online)",
+    },
+]
+
 FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",

@@ -15,6 +15,15 @@ import numpy as np
 
 from mibench_core.data.common import DatasetNotFound, RawDataset
 
+METHODS = [
+    {
+        "name": "image-folder",
+        "kind": "dataset",
+        "call": "load_image_folder",
+        "description": "class-per-folder images (CelebA / FaceScrub / FFHQ-style), centre crop and resize",
+    }
+]
+
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm"}
 LOAD_SIZE = 128  # images are stored at most this size before the final resize
 

@@ -6,6 +6,15 @@ import numpy as np
 
 from mibench_core.data.common import RawDataset
 
+METHODS = [
+    {
+        "name": "sklearn-digits",
+        "kind": "dataset",
+        "call": "load_digits",
+        "description": "scikit-learn's 8x8 digits (1,797 images, ships with the wheel): tiny test data",
+    }
+]
+
 
 def load_digits(root: str | None = None, download: bool = False) -> RawDataset:
     from sklearn.datasets import load_digits as _load

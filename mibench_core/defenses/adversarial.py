@@ -24,6 +24,17 @@ import torch.nn.functional as F
 
 from mibench_core.models.train import Defense
 
+METHODS = [
+    {
+        "name": "adv-training",
+        "kind": "defense",
+        "call": "adversarial_training",
+        "description": "adversarial training with L-inf PGD (Madry et al. 2018); robust test accuracy reported",
+        "defaults": {"eps": 0.03137254901960784, "step_size": 0.00784313725490196, "steps": 7, "eval_samples": 500},
+        "strength": ["eps"],
+    }
+]
+
 
 def pgd(
     model: torch.nn.Module,

@@ -35,6 +35,17 @@ from torch import nn
 from mibench_core.models.classifiers import Classifier
 from mibench_core.models.train import Defense
 
+METHODS = [
+    {
+        "name": "bido",
+        "kind": "defense",
+        "call": "bido",
+        "description": "BiDO (Peng et al. 2022): CE + sum_j a1*D(X,Z_j) - a2*D(Z_j,Y), D = normalised HSIC or COCO",
+        "defaults": {"a1": 0.05, "a2": 0.5, "sigma": 5.0, "estimator": "hsic"},
+        "strength": ["a1", "a2", "estimator"],
+    }
+]
+
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
 
 

@@ -37,6 +37,17 @@ from mibench_core.data.common import to_model_range
 from mibench_core.models.train import Defense, accuracy
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "dp-sgd",
+        "kind": "defense",
+        "call": "dp_sgd",
+        "description": "DP-SGD (Abadi et al. 2016) via Opacus: per-sample clipping + Gaussian noise; epsilon reported",
+        "defaults": {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-05, "accountant": "rdp"},
+        "strength": ["noise_multiplier"],
+    }
+]
+
 log = logging.getLogger("mibench.defense.dpsgd")
 
 

@@ -25,6 +25,17 @@ import torch.nn.functional as F
 
 from mibench_core.models.train import Defense
 
+METHODS = [
+    {
+        "name": "negative-ls",
+        "kind": "defense",
+        "call": "negative_label_smoothing",
+        "description": "negative label smoothing (Struppek et al. 2024), ramped in after a warm-up of plain CE",
+        "defaults": {"alpha": -0.05, "warmup_fraction": 0.5, "ramp_fraction": 0.25},
+        "strength": ["alpha"],
+    }
+]
+
 
 def smoothing_factor(alpha: float, progress: float, warmup_fraction: float, ramp_fraction: float) -> float:
     """The factor at ``progress`` (fraction of training done): 0, then a linear ramp, then ``alpha``."""

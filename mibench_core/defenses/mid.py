@@ -24,6 +24,17 @@ from torch import nn
 from mibench_core.models.classifiers import Classifier
 from mibench_core.models.train import Defense
 
+METHODS = [
+    {
+        "name": "mid",
+        "kind": "defense",
+        "call": "mid",
+        "description": "MID (Wang et al. 2021): variational information bottleneck before the head, CE + beta*KL",
+        "defaults": {"beta": 0.003},
+        "strength": ["beta"],
+    }
+]
+
 
 def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag sigma^2) || N(0, I)) per sample: 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2)."""

@@ -15,7 +15,7 @@ serves white-box rows (no processing) and black-box rows (processed).
 
 A spec is ``{"name": ..., "params": {...}}`` (or ``None`` / ``"none"`` for
 no processing); the names and defaults are in
-:data:`mibench_core.defenses.OUTPUT_PROCESSING`.
+this module's ``METHODS`` literal (kind ``output``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,37 @@ from collections.abc import Callable
 
 import torch
 
-from mibench_core.defenses import OUTPUT_PROCESSING
+from mibench_core import registry
+
+METHODS = [
+    {
+        "name": "topk",
+        "kind": "output",
+        "call": "top_k",
+        "description": "keep the k largest probabilities, zero the rest (not renormalised)",
+        "defaults": {"k": 1},
+    },
+    {
+        "name": "rounding",
+        "kind": "output",
+        "call": "rounding",
+        "description": "round every probability to a number of decimals",
+        "defaults": {"decimals": 2},
+    },
+    {
+        "name": "noise",
+        "kind": "output",
+        "call": "confidence_noise",
+        "description": "add N(0, std^2) noise to the probabilities, clip to [0, 1], renormalise",
+        "defaults": {"std": 0.01},
+    },
+    {
+        "name": "label_only",
+        "kind": "output",
+        "call": "label_only",
+        "description": "return only the predicted label, as a one-hot vector",
+    },
+]
 
 
 def top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
@@ -59,9 +89,10 @@ def validate_spec(spec: dict | str | None) -> dict | None:
     if isinstance(spec, str):
         spec = {"name": spec}
     name = spec["name"]
-    if name not in OUTPUT_PROCESSING:
-        raise ValueError(f"unknown output processing {name!r}; valid: none, {', '.join(sorted(OUTPUT_PROCESSING))}")
-    defaults = OUTPUT_PROCESSING[name][0]
+    known = registry.REGISTRIES["output"]
+    if name not in known:
+        raise ValueError(f"unknown output processing {name!r}; valid: none, {', '.join(sorted(known))}")
+    defaults = known[name].defaults
     params = dict(defaults)
     for key, val in (spec.get("params") or {}).items():
         if key not in defaults:

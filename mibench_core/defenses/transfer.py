@@ -41,6 +41,17 @@ from mibench_core.models.classifiers import Classifier
 from mibench_core.models.train import Defense
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "tl",
+        "kind": "defense",
+        "call": "transfer_learning",
+        "description": "TL (Ho et al. 2024): rotation-pretrain on the public split, freeze early layers, fine-tune",
+        "defaults": {"frozen_fraction": 0.5, "pretrain_epochs": 5},
+        "strength": ["frozen_fraction"],
+    }
+]
+
 log = logging.getLogger("mibench.defense.tl")
 
 

@@ -8,6 +8,15 @@ from __future__ import annotations
 from mibench_core.metrics.common import MetricContext, MetricResult
 from mibench_core.metrics.functional import topk_accuracy
 
+METHODS = [
+    {
+        "name": "accuracy",
+        "kind": "metric",
+        "call": "compute",
+        "description": "Acc@1 (and Acc@5 with more than 5 classes) of the evaluation model on reconstructions",
+    }
+]
+
 
 def compute(ctx: MetricContext) -> MetricResult:
     _, logits = ctx.recon_eval()

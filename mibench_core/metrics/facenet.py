@@ -39,6 +39,22 @@ from mibench_core.metrics.functional import pairwise_sq_dists
 from mibench_core.metrics.pixel import class_references
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "facenet_distance",
+        "kind": "metric",
+        "call": "facenet_distance",
+        "description": "min squared L2 in FaceNet (InceptionResnetV1) embeddings to private faces of the class",
+        "defaults": {
+            "pretrained": "vggface2",
+            "face_dataset": None,
+            "image_size": 160,
+            "max_reference_per_class": None,
+        },
+        "needs_weights": True,
+    }
+]
+
 FACE_WORDS = ("celeba", "facescrub", "ffhq", "lfw", "pubfig", "vggface", "casia", "face")
 
 

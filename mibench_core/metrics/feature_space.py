@@ -21,6 +21,34 @@ from mibench_core.metrics.common import MetricContext, MetricResult, mean_over_c
 from mibench_core.metrics.functional import centroid_dist, feature_stats, frechet_distance, knn_min_sq_dist
 from mibench_core.metrics.functional import prdc as prdc_fn
 
+METHODS = [
+    {
+        "name": "knn_distance",
+        "kind": "metric",
+        "call": "knn_distance",
+        "description": "min squared L2 in the evaluation model's penultimate space to private images of the class",
+    },
+    {
+        "name": "feature_distance",
+        "kind": "metric",
+        "call": "feature_distance",
+        "description": "L2 distance to the private class centroid in the evaluation model's penultimate space",
+    },
+    {
+        "name": "prdc",
+        "kind": "metric",
+        "call": "prdc",
+        "description": "precision / recall / density / coverage (Naeem et al. 2020) in evaluation feature space",
+        "defaults": {"k": 3},
+    },
+    {
+        "name": "eval_frechet",
+        "kind": "metric",
+        "call": "eval_frechet",
+        "description": "Frechet distance in the evaluation model's feature space (not InceptionV3 FID)",
+    },
+]
+
 
 def _per_class(ctx: MetricContext):
     fake, _ = ctx.recon_eval()

@@ -41,6 +41,17 @@ from mibench_core.metrics.common import MetricContext, MetricResult
 from mibench_core.metrics.functional import frechet_distance_features
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "fid",
+        "kind": "metric",
+        "call": "fid",
+        "description": "FID: Frechet distance of pytorch-fid InceptionV3 pool3 features (needs the FID weights)",
+        "defaults": {"max_private": None, "batch_size": 50},
+        "needs_weights": True,
+    }
+]
+
 
 @contextmanager
 def _state_dict_instead_of_download(state: dict):

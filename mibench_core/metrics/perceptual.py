@@ -38,6 +38,18 @@ from mibench_core.metrics.common import MetricContext, MetricResult
 from mibench_core.metrics.pixel import class_references
 from mibench_core.runtime import progress
 
+METHODS = [
+    {
+        "name": "lpips",
+        "kind": "metric",
+        "call": "lpips_distance",
+        "description": "LPIPS v0.1 (Zhang et al. 2018) to the nearest private image of the class (needs backbone "
+        "weights)",
+        "defaults": {"net": "alex", "resize": 64, "max_reference_per_class": None},
+        "needs_weights": True,
+    }
+]
+
 NETS = ("alex", "vgg", "squeeze")
 # sha256 of the linear heads in the lpips 0.1.4 wheel (lpips/weights/v0.1/<net>.pth).
 HEAD_SHA256 = {

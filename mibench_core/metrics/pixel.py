@@ -52,6 +52,23 @@ import torch
 from mibench_core.metrics.common import MetricContext, MetricResult
 from mibench_core.metrics.functional import pairwise_sq_dists
 
+METHODS = [
+    {
+        "name": "psnr_ssim",
+        "kind": "metric",
+        "call": "psnr_ssim",
+        "description": "PSNR and Gaussian SSIM (Wang et al. 2004) to the targeted or nearest private image of the "
+        "class",
+        "defaults": {"max_reference_per_class": None},
+    },
+    {
+        "name": "sok",
+        "kind": "metric",
+        "call": "sok",
+        "description": "SoK sample-level metrics (Wen et al. 2025): S-Dis and coverage alpha under SSIM, PSNR, MSE",
+    },
+]
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01

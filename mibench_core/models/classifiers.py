@@ -10,6 +10,48 @@ from torch import nn
 
 from mibench_core import registry
 
+METHODS = [
+    {
+        "name": "mcnn",
+        "kind": "arch",
+        "call": "MCNN",
+        "description": "MCNN-like CNN of the GMI/KEDMI MNIST experiments: 3 conv-BN-LeakyReLU blocks",
+        "defaults": {"width": 64},
+    },
+    {
+        "name": "evalcnn",
+        "kind": "arch",
+        "call": "EvalCNN",
+        "description": "evaluation CNN: 4 conv blocks with double convs and dropout, a different family from MCNN",
+        "defaults": {"width": 32, "dropout": 0.3},
+    },
+    {
+        "name": "resnet18",
+        "kind": "arch",
+        "call": "resnet18",
+        "description": "torchvision ResNet-18 with a small-input stem (3x3 conv, stride 1 or 2, no max-pool)",
+        "defaults": {"stem_stride": 2},
+    },
+    {
+        "name": "vgg16_bn",
+        "kind": "arch",
+        "call": "vgg16_bn",
+        "description": "torchvision VGG16-BN features with an adaptive pool and a 512-d head",
+    },
+    {
+        "name": "torchvision",
+        "kind": "arch",
+        "call": "torchvision_classifier",
+        "description": "any torchvision classification model by name (param 'model'), head resized",
+        "defaults": {
+            "model": "resnet18",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
+    },
+]
+
 
 class Classifier(nn.Module):
     feat_dim: int

@@ -34,6 +34,45 @@ from torch import nn
 
 from mibench_core.models.classifiers import Classifier
 
+METHODS = [
+    {
+        "name": "ir152",
+        "kind": "arch",
+        "call": "ir152",
+        "description": "IR-152 face backbone at 64x64 (face.evoLVe), the KEDMI / PLG-MI 'IR152' target",
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
+    },
+    {
+        "name": "facenet64",
+        "kind": "arch",
+        "call": "facenet64",
+        "description": "IR-50 face backbone at 64x64, the KEDMI / PLG-MI 'FaceNet64' target",
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
+    },
+    {
+        "name": "facenet112",
+        "kind": "arch",
+        "call": "facenet112",
+        "description": "IR-50 face backbone at 112x112 (inputs resized), the GMI / KEDMI / PLG-MI evaluation model",
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
+    },
+]
+
 DEPTHS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 WIDTHS = (64, 128, 256, 512)
 

@@ -41,6 +41,15 @@ from mibench_core.data.common import to_model_range
 from mibench_core.models.classifiers import Classifier, build
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "none",
+        "kind": "defense",
+        "call": "no_defense",
+        "description": "undefended target: plain cross-entropy training",
+    }
+]
+
 log = logging.getLogger("mibench.train")
 
 

@@ -27,6 +27,26 @@ from mibench_core.data.common import to_model_range
 from mibench_core.priors.common import n_blocks
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "gmi-gan",
+        "kind": "prior",
+        "call": "train_prior",
+        "description": "GMI prior: DCGAN generator + WGAN-GP critic trained on the public split (Zhang et al. 2020)",
+        "defaults": {
+            "z_dim": 100,
+            "dim": 64,
+            "steps": 3000,
+            "batch_size": 64,
+            "n_critic": 5,
+            "gp_weight": 10.0,
+            "lr": 0.0002,
+            "beta1": 0.5,
+            "beta2": 0.999,
+        },
+    }
+]
+
 log = logging.getLogger("mibench.prior")
 
 

@@ -46,6 +46,29 @@ from mibench_core.priors.common import n_blocks, public_subset, save_grid, targe
 from mibench_core.priors.gmi_gan import Generator
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "kedmi-gan",
+        "kind": "prior",
+        "call": "train_prior",
+        "description": "KEDMI inversion-specific GAN: K-way discriminator on the target's soft labels (Chen et al. "
+        "2021)",
+        "defaults": {
+            "z_dim": 100,
+            "dim": 64,
+            "steps": 3000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "entropy_weight": 0.0001,
+            "lr": 0.0002,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "max_public": None,
+        },
+        "needs_target": True,
+    }
+]
+
 log = logging.getLogger("mibench.prior")
 
 

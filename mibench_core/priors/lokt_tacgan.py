@@ -47,6 +47,29 @@ from mibench_core.priors.common import n_blocks
 from mibench_core.priors.gmi_gan import Generator
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "lokt-tacgan",
+        "kind": "prior",
+        "call": "train_prior",
+        "description": "LOKT T-ACGAN (Nho et al. 2023): conditional GAN + class head, trained with the target's "
+        "hard labels",
+        "defaults": {
+            "z_dim": 128,
+            "dim": 64,
+            "steps": 10000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "lr": 0.0002,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "lambda_cls": 1.0,
+            "public_samples": None,
+        },
+        "needs_target": True,
+    }
+]
+
 log = logging.getLogger("mibench.prior")
 
 

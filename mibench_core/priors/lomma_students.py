@@ -37,6 +37,27 @@ from mibench_core.models.classifiers import build
 from mibench_core.priors.common import public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "lomma-students",
+        "kind": "prior",
+        "call": "train_prior",
+        "description": "LOMMA model augmentation: students distilled from the target on public data (Nguyen et al. "
+        "2023)",
+        "defaults": {
+            "n_students": 3,
+            "arch": None,
+            "widths": None,
+            "epochs": 10,
+            "batch_size": 64,
+            "lr": 0.001,
+            "temperature": 1.0,
+            "max_public": None,
+        },
+        "needs_target": True,
+    }
+]
+
 log = logging.getLogger("mibench.prior")
 
 

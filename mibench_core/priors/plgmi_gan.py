@@ -40,6 +40,29 @@ from mibench_core.data.common import to_model_range
 from mibench_core.priors.common import n_blocks, public_subset, save_grid, target_probs
 from mibench_core.runtime import pick_device, progress, seed_everything
 
+METHODS = [
+    {
+        "name": "plgmi-gan",
+        "kind": "prior",
+        "call": "train_prior",
+        "description": "PLG-MI conditional GAN on top-n target-pseudo-labelled public images (Yuan et al. 2023)",
+        "defaults": {
+            "top_n": 30,
+            "z_dim": 128,
+            "dim": 64,
+            "steps": 30000,
+            "batch_size": 64,
+            "n_dis": 5,
+            "alpha": 0.2,
+            "lr": 0.0002,
+            "beta1": 0.0,
+            "beta2": 0.9,
+            "max_public": None,
+        },
+        "needs_target": True,
+    }
+]
+
 log = logging.getLogger("mibench.prior")
 
 
