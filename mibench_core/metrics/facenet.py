@@ -51,6 +51,7 @@ METHODS = [
             "image_size": 160,
             "max_reference_per_class": None,
         },
+        "bounds": {"image_size": "[75, inf)", "max_reference_per_class": "[1, inf)"},
         "needs_weights": True,
     }
 ]

@@ -40,6 +40,7 @@ METHODS = [
         "call": "prdc",
         "description": "precision / recall / density / coverage (Naeem et al. 2020) in evaluation feature space",
         "defaults": {"k": 3},
+        "bounds": {"k": "[1, inf)"},
     },
     {
         "name": "eval_frechet",

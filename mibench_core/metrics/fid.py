@@ -48,6 +48,7 @@ METHODS = [
         "call": "fid",
         "description": "FID: Frechet distance of pytorch-fid InceptionV3 pool3 features (needs the FID weights)",
         "defaults": {"max_private": None, "batch_size": 50},
+        "bounds": {"max_private": "[2, inf)", "batch_size": "[1, inf)"},
         "needs_weights": True,
     }
 ]

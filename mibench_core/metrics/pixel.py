@@ -60,6 +60,7 @@ METHODS = [
         "description": "PSNR and Gaussian SSIM (Wang et al. 2004) to the targeted or nearest private image of the "
         "class",
         "defaults": {"max_reference_per_class": None},
+        "bounds": {"max_reference_per_class": "[1, inf)"},
     },
     {
         "name": "sok",

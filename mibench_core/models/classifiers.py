@@ -17,6 +17,7 @@ METHODS = [
         "call": "MCNN",
         "description": "MCNN-like CNN of the GMI/KEDMI MNIST experiments: 3 conv-BN-LeakyReLU blocks",
         "defaults": {"width": 64},
+        "bounds": {"width": "[1, inf)"},
     },
     {
         "name": "evalcnn",
@@ -24,6 +25,7 @@ METHODS = [
         "call": "EvalCNN",
         "description": "evaluation CNN: 4 conv blocks with double convs and dropout, a different family from MCNN",
         "defaults": {"width": 32, "dropout": 0.3},
+        "bounds": {"width": "[1, inf)", "dropout": "[0, 1)"},
     },
     {
         "name": "resnet18",
@@ -31,6 +33,7 @@ METHODS = [
         "call": "resnet18",
         "description": "torchvision ResNet-18 with a small-input stem (3x3 conv, stride 1 or 2, no max-pool)",
         "defaults": {"stem_stride": 2},
+        "bounds": {"stem_stride": "[1, 2]"},
     },
     {
         "name": "vgg16_bn",
