@@ -26,13 +26,12 @@ def run_job(job: dict) -> dict:
 
     from mibench_core import store
     from mibench_core.runtime import set_threads, setup_logging
+    from mibench_core.stages import RUNNERS
 
     setup_logging()
     set_threads()
     # inputs are checked before anything loads them: a corrupted artifact stops the job, naming it
     store.check_inputs(job)
-    from mibench_core.stages import RUNNERS
-
     module, _, attr = RUNNERS[job["kind"]].partition(":")
     fn = getattr(importlib.import_module(module), attr)
     outdir = Path(job["outdir"])
