@@ -105,6 +105,20 @@ class ScriptedLabels:
         return labels
 
 
+def test_brep_grows_the_radius_on_the_authors_plus_minus_one_statistic():
+    # 14 of 16 inside: +-1 labels average 0.75, not above the threshold (a fraction inside of 0.875 is)
+    inside = torch.tensor([[True] * 14 + [False] * 2, [True] * 15 + [False]])
+    assert brep.growth_statistic(inside).tolist() == [0.75, 0.875]
+    script = ScriptedLabels(outside=[2, 1], accept=[True, True])
+    history = []
+    brep.boundary_repulsion(
+        torch.zeros(1, 2), torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16,
+        clip_z=10.0, max_iterations=2, history=history,
+    )  # fmt: skip
+    assert [h["grew"].item() for h in history] == [False, True]
+    assert [h["radius"].item() for h in history] == [2.0, 2.0]
+
+
 def test_brep_step_that_leaves_the_class_resamples_at_the_same_point_and_radius():
     # round 1 steps out of the class (rejected); round 2 samples a new sphere around the same point
     # with the same radius and keeps going; rejected rounds do not count toward the stall rule

@@ -11,9 +11,12 @@ The adversary sees only the target's predicted label. On the GMI prior:
    estimate the direction away from the class boundary
    g = mean(phi(z + R u) * u), phi = 0 if labelled y, -1 otherwise (the
    authors' "repulsion only" estimate).
-3. When more than 75% of the sphere is still labelled y, grow R by 1.3; on
-   such a round the direction is divided by the grown radius, as the
-   authors' code does (it averages phi * R u and divides by the current,
+3. Grow R by 1.3 when the sphere's labels, as +1 (labelled y) / -1 (not),
+   sum to more than 0.75 x ``sphere_points``: the authors' test
+   (``is_target_class`` returns +-1), which holds when more than 87.5% of
+   the sphere is still labelled y (not 75% of the points, as a reading of
+   the threshold as a fraction inside would have it). On such a round the direction is divided by the grown radius, as
+   the authors' code does (it averages phi * R u and divides by the current,
    already grown, R: g * R / (1.3 R) = g / 1.3).
 4. Step z <- clip(z + min(R/3, 3) * g, -1.5, 1.5), the step size from the
    radius before growth. If the target does not label the new point y, the
@@ -100,6 +103,13 @@ def repulsion_gradient(u: torch.Tensor, labelled_y: torch.Tensor) -> torch.Tenso
     return (phi.unsqueeze(-1) * u).mean(1)
 
 
+def growth_statistic(labelled_y: torch.Tensor) -> torch.Tensor:
+    """The authors' test statistic for growing the radius: the mean of the
+    sphere's labels as +1 (labelled y) / -1 (not), per latent [n]. Above
+    ``grow_threshold`` (0.75) means more than (1 + 0.75) / 2 = 87.5% inside."""
+    return (2.0 * labelled_y.float() - 1.0).mean(1)
+
+
 def boundary_repulsion(
     z: torch.Tensor,
     y: torch.Tensor,
@@ -148,7 +158,7 @@ def boundary_repulsion(
         labels = label_fn(pts.reshape(-1, d), act.repeat_interleave(sphere_points)).view(len(act), sphere_points)
         inside = labels == ys[:, None]
         step = torch.clamp(rs / 3.0, max=max_step)  # the radius before growth
-        grow = inside.float().mean(1) > grow_threshold
+        grow = growth_statistic(inside) > grow_threshold
         new_r = torch.where(grow, rs * expansion, rs)
         # the authors' mean(phi * R u) / R_new: divided by the grown radius when R grows
         g = repulsion_gradient(u, inside) * (rs / new_r)[:, None]
