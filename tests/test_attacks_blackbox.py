@@ -325,6 +325,36 @@ def test_lokt_trains_only_through_label_oracle_and_attacks(tmp_path, monkeypatch
     assert res.info["queries"] == ctx.oracle.queries + results["queries"]
 
 
+def test_lokt_prior_queries_through_the_runs_output_processing(tmp_path, monkeypatch):
+    # rounding to 0 decimals: a near-uniform answer becomes all zeros, whose arg-max is class 0
+    from mibench_core.defenses.output import rounding
+
+    _tiny_setup(tmp_path, "label")
+    model = MCNN(3, 1, 8, width=4).eval()
+    tdir = tmp_path / "target"
+    store.write_json(tdir / "manifest.json", {"results": {"num_classes": 3}})
+    monkeypatch.setattr("mibench_core.models.train.load_classifier", lambda d, device="cpu": model)
+    seen = []
+    real_train = lokt_tacgan.train_tacgan
+    monkeypatch.setattr(lokt_tacgan, "train_tacgan", lambda public, oracle, *a: seen.append(oracle) or real_train(
+        public, oracle, *a))  # fmt: skip
+    params = {"z_dim": 8, "dim": 8, "steps": 1, "batch_size": 8, "n_dis": 1, "lr": 2e-4, "beta1": 0.0,
+              "beta2": 0.9, "lambda_cls": 1.0, "public_samples": None}  # fmt: skip
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        raw = model(x).softmax(1)
+    for output in (None, {"name": "rounding", "params": {"decimals": 0}}):
+        job = {
+            "device": "cpu", "seed": 0, "outdir": str(tmp_path / f"prior-{output is None}"),
+            "spec": {"name": "lokt-tacgan", "params": params, **({"output": output} if output else {})},
+            "inputs": {"data": {"dir": str(tmp_path)}, "target": {"dir": str(tdir)}},
+        }  # fmt: skip
+        lokt_tacgan.train_prior(job)
+    plain, rounded = (oracle(x) for oracle in seen)
+    assert torch.equal(plain, raw.argmax(1)) and torch.equal(rounded, rounding(raw, 0).argmax(1))
+    assert not torch.equal(plain, rounded)  # what the attacker sees differs, and so does what the prior saw
+
+
 def test_max_margin_loss_by_hand():
     logits = torch.tensor([[2.0, 5.0, 1.0], [0.0, -1.0, 3.0]])
     assert lokt.max_margin_loss(logits, torch.tensor([1, 0])).tolist() == [-5.0 + 2.0, 0.0 + 3.0]
