@@ -143,10 +143,11 @@ def boundary_repulsion(
     n, d = z.shape
     z = z.clone()
     saved = z.clone()
-    radius = torch.full((n,), float(initial_radius))
-    counts = {k: torch.zeros(n, dtype=torch.long) for k in ("iterations", "steps", "growths", "rejected")}
-    steps_at_growth = torch.zeros(n, dtype=torch.long)
-    active = torch.ones(n, dtype=torch.bool) if start is None else start.clone().bool()
+    dev = z.device
+    radius = torch.full((n,), float(initial_radius), device=dev)
+    counts = {k: torch.zeros(n, dtype=torch.long, device=dev) for k in ("iterations", "steps", "growths", "rejected")}
+    steps_at_growth = torch.zeros(n, dtype=torch.long, device=dev)
+    active = torch.ones(n, dtype=torch.bool, device=dev) if start is None else start.to(dev).bool()
     it = 0
     bar = progress(desc="brep", unit="it", total=max_iterations)
     while active.any() and (max_iterations is None or it < max_iterations):
