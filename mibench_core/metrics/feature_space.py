@@ -24,6 +24,8 @@ that bias.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -173,7 +175,9 @@ def frechet_interval(ctx: MetricContext, fake: torch.Tensor, real: torch.Tensor)
             f"no interval: a resample of {n} reconstructions costs an {n} x {n} eigendecomposition, "
             f"{b} of them exceed the budget ({FRECHET_BOOTSTRAP_BUDGET:.0e} multiply-adds)"
         )
+    t0 = time.time()
     ci = stats.percentile_interval(frechet_distance_resampled(fake, real, ctx.resamples), ctx.confidence)
+    ctx.interval_seconds += time.time() - t0
     return ci, None if ci is not None else "bootstrap replicates not finite"
 
 
