@@ -116,10 +116,12 @@ def stratified_permutation_test(
     NaN values are left out; without a common stratum the difference and p are NaN.
     """
     a_values, b_values = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64)
-    a_strata, b_strata = np.asarray(a_strata, dtype=object), np.asarray(b_strata, dtype=object)
+    codes: dict = {}  # strata may be tuples: code them as integers
+    a_strata = np.asarray([codes.setdefault(s, len(codes)) for s in a_strata], dtype=np.int64)
+    b_strata = np.asarray([codes.setdefault(s, len(codes)) for s in b_strata], dtype=np.int64)
     a_ok, b_ok = ~np.isnan(a_values), ~np.isnan(b_values)
     a_values, a_strata, b_values, b_strata = a_values[a_ok], a_strata[a_ok], b_values[b_ok], b_strata[b_ok]
-    common = sorted(set(a_strata.tolist()) & set(b_strata.tolist()), key=repr)
+    common = sorted(set(a_strata.tolist()) & set(b_strata.tolist()))
     if not common:
         return math.nan, math.nan, 0
     observed = 0.0
