@@ -51,12 +51,15 @@ def test_summary_gives_mean_and_t_interval_over_seeds_and_keeps_a_single_runs_in
     assert "bootstrap" in di["ci_method"]
 
 
-def test_interval_text_is_symmetric_or_bracketed():
-    assert intervals.with_interval(0.7, 0.6, 0.8) == "0.7 ± 0.1"
+def test_t_intervals_are_written_plus_minus_and_bootstrap_intervals_bracketed():
+    assert intervals.with_interval(0.7, 0.6, 0.8, symmetric=True) == "0.7 ± 0.1"
+    assert intervals.with_interval(0.7, 0.6, 0.8) == "0.7 [0.6, 0.8]"  # a bootstrap interval symmetric by chance
     assert intervals.with_interval(0.7, 0.55, 0.8) == "0.7 [0.55, 0.8]"
     assert intervals.with_interval(0.7, None, None) == "0.7"
     assert intervals.with_interval(float("nan"), 0.1, 0.2) == "missing"
-    assert intervals.with_interval(0.775, 0.65, 0.9, scale=100, fixed=1) == "77.5 ± 12.5"
+    assert intervals.with_interval(0.775, 0.65, 0.9, scale=100, fixed=1, symmetric=True) == "77.5 ± 12.5"
+    assert intervals.symmetric({"ci_method": "95% Student t interval of the mean over 3 seeds"})
+    assert not intervals.symmetric({"ci_method": "95% percentile bootstrap"}) and not intervals.symmetric({})
 
 
 def test_markdown_table_writes_each_value_with_its_interval(replicated, tmp_path):

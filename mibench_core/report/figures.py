@@ -138,9 +138,9 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     if absent:
         names = ", ".join(column_title(m)[0] for m in absent)
         footer.append(f"missing for every run (reasons in the Markdown table): {names}")
-    for i, text in enumerate(footer):
-        fig.text(0.01, -0.035 * i, text, fontsize=8, color="#a00" if text.startswith("missing") else "#333",
-                 ha="left", va="top")  # fmt: skip
+    for i, text in enumerate(footer):  # one line (0.2 in) below the other
+        fig.text(0.01, -0.2 * i / fig.get_figheight(), text, fontsize=8,
+                 color="#a00" if text.startswith("missing") else "#333", ha="left", va="top")  # fmt: skip
     if not metrics:
         axes.flat[0].text(0.5, 0.5, "no metric has a value", ha="center", va="center")
     fig.tight_layout()
@@ -160,7 +160,7 @@ def markdown_table(attacks_parquet: str, out: str) -> None:
     import pandas as pd
 
     from mibench_core.report.aggregate import metric_columns
-    from mibench_core.report.intervals import has_intervals, with_interval
+    from mibench_core.report.intervals import cell, has_intervals
 
     df = pd.read_parquet(attacks_parquet)
     metrics = metric_columns(df)
@@ -175,7 +175,7 @@ def markdown_table(attacks_parquet: str, out: str) -> None:
             if v is None or (isinstance(v, float) and pd.isna(v)):
                 cells.append("missing" if c != "replicate_seed" else "-")
             elif c in metrics:
-                cells.append(with_interval(v, row.get(f"{c}_ci_low"), row.get(f"{c}_ci_high")))
+                cells.append(cell(row, c))
             elif isinstance(v, float):
                 cells.append(f"{v:.4g}")
             else:

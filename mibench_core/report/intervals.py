@@ -1,8 +1,10 @@
 """How the report writes and draws a value with its interval (columns ``<m>``, ``<m>_ci_low``, ``<m>_ci_high``).
 
-A symmetric interval (Student's t over seeds) is written ``mean ± half-width``;
-an asymmetric one (a percentile bootstrap) ``value [low, high]``; a value
-without an interval as the value alone; a missing value as ``missing``.
+A t interval over seeds is written ``mean ± half-width``; a percentile
+bootstrap interval (asymmetric in general, symmetric only by chance)
+``value [low, high]``; a value without an interval as the value alone; a
+missing value as ``missing``. Which one a row has says its ``ci_method``
+(:func:`symmetric`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,16 @@ def interval_of(row, col: str) -> tuple[float | None, float | None]:
     return _num(row.get(f"{col}_ci_low", None)), _num(row.get(f"{col}_ci_high", None))
 
 
+def symmetric(row) -> bool:
+    """Whether a table row's intervals are t intervals (written ``± h``), from its ``ci_method``."""
+    return "t interval" in str(row.get("ci_method", "") or "")
+
+
 def with_interval(value, low, high, digits: int = 4, scale: float = 1.0, fixed: int | None = None,
-                  missing: str = "missing", pm: str = "±") -> str:  # fmt: skip
-    """``value [low, high]``, ``value ± h`` (symmetric) or ``value`` (no interval); ``scale`` multiplies
-    all three (100: percent); ``fixed`` writes that many decimals instead of ``digits`` significant ones."""
+                  missing: str = "missing", pm: str = "±", symmetric: bool = False) -> str:  # fmt: skip
+    """``value [low, high]``, or ``value ± h`` for a ``symmetric`` (t) interval, or ``value`` (no interval);
+    ``scale`` multiplies all three (100: percent); ``fixed`` writes that many decimals instead of ``digits``
+    significant ones."""
     v = _num(value)
     if v is None:
         return missing
@@ -43,7 +51,7 @@ def with_interval(value, low, high, digits: int = 4, scale: float = 1.0, fixed: 
 
     if lo is None or hi is None:
         return fmt(v)
-    if abs((hi - v) - (v - lo)) <= 1e-9 * max(1.0, abs(v), abs(hi - lo)):
+    if symmetric:
         return f"{fmt(v)} {pm} {fmt((hi - lo) / 2)}"
     return f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]"
 
@@ -51,7 +59,7 @@ def with_interval(value, low, high, digits: int = 4, scale: float = 1.0, fixed: 
 def cell(row, col: str, **kwargs) -> str:
     """A table cell: the row's value of ``col`` with its interval columns, if it has them."""
     low, high = interval_of(row, col)
-    return with_interval(row.get(col, None), low, high, **kwargs)
+    return with_interval(row.get(col, None), low, high, symmetric=symmetric(row), **kwargs)
 
 
 def error_bars(df, col: str):

@@ -20,7 +20,7 @@ import json
 import math
 
 from mibench_core import store
-from mibench_core.report.intervals import with_interval
+from mibench_core.report.intervals import symmetric, with_interval
 
 # (column, header, percent)
 COLUMNS = (
@@ -80,6 +80,7 @@ def _value_cells(row, columns, notes: Footnotes) -> tuple[list[str], list[str]]:
             tex.append(rf"--\textsuperscript{{{mark}}}")
             continue
         kwargs = {"scale": 100.0, "fixed": 1} if percent else {"fixed": 2}
+        kwargs["symmetric"] = symmetric(row)
         low, high = row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
         md.append(with_interval(value, low, high, **kwargs))
         tex.append(with_interval(value, low, high, pm=r"$\pm$", **kwargs).replace("[", "{\\scriptsize[").replace(
@@ -131,10 +132,10 @@ def attack_tables(summary_parquet: str, ranking_parquet: str | None, md_out: str
     for (ds, tgt, dfn), block in df.groupby(["dataset", "target", "defense"], sort=True):
         block = _order(block)
         notes = Footnotes()
-        nat = block["target_test_acc"].dropna()
-        nat_text = with_interval(nat.iloc[0], block["target_test_acc_ci_low"].iloc[0] if "target_test_acc_ci_low" in
-                                 block else None, block["target_test_acc_ci_high"].iloc[0] if "target_test_acc_ci_high"
-                                 in block else None, scale=100.0, fixed=1) if len(nat) else "missing"  # fmt: skip
+        first = block.iloc[0]
+        nat_text = with_interval(first.get("target_test_acc"), first.get("target_test_acc_ci_low"),
+                                 first.get("target_test_acc_ci_high"), scale=100.0, fixed=1,
+                                 symmetric=symmetric(first))  # fmt: skip
         title = f"{ds} / target {tgt} / defense {dfn} (natural accuracy {nat_text} %)"
         heads = [h for _, h, _ in COLUMNS]
         md += [f"## {title}", "", "| attack | " + " | ".join(heads[:1]) + " | group | " + " | ".join(heads[1:]) + " |",
@@ -188,7 +189,8 @@ def defense_tables(summary_parquet: str, md_out: str, tex_out: str) -> None:
             st = strength(first)
             name = f"{dfn} ({first['target.defense.name']}{', ' + st if st != '-' else ''})" if dfn != "none" else dfn
             nat = with_interval(first.get("target_test_acc"), first.get("target_test_acc_ci_low"),
-                                first.get("target_test_acc_ci_high"), scale=100.0, fixed=1)  # fmt: skip
+                                first.get("target_test_acc_ci_high"), scale=100.0, fixed=1,
+                                symmetric=symmetric(first))  # fmt: skip
             tex.append(r"\midrule")
             for i, (_, row) in enumerate(rows.iterrows()):
                 md_cells, tex_cells = _value_cells(row, COLUMNS, notes)

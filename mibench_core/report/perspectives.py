@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mibench_core import registry, store  # noqa: E402
 from mibench_core.report import PERSPECTIVES as PERSPECTIVE_NAMES  # noqa: E402
-from mibench_core.report.intervals import error_bars, has_intervals, with_interval  # noqa: E402
+from mibench_core.report.intervals import cell, error_bars, has_intervals  # noqa: E402
 
 METRICS = (("acc1", "attack Acc@1 (higher = more leakage)"), ("knn_dist", "KNN distance (lower = more leakage)"))
 
@@ -69,8 +69,7 @@ def markdown(df, cols: list[str], title: str, note: str = "") -> str:
     for _, row in df.iterrows():
         # defense facts (epsilon, robust accuracy) do not apply to other defenses: n/a, not missing
         cells = ["n/a" if c.startswith("target_defense.") and _fmt(row[c]) == "missing" else _fmt(row[c]) for c in cols]
-        cells = [with_interval(row[c], row[f"{c}_ci_low"], row[f"{c}_ci_high"]) if c in with_ci else cell
-                 for c, cell in zip(cols, cells, strict=True)]  # fmt: skip
+        cells = [cell(row, c) if c in with_ci else text for c, text in zip(cols, cells, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     if with_ci:
         methods = sorted({str(m) for m in df["ci_method"].dropna()}) if "ci_method" in df.columns else []

@@ -219,10 +219,11 @@ def _tables(rows: list[dict], settings: dict) -> tuple[str, str]:
                 r"\begin{tabular}{rllcc}", r"\toprule",
                 rf"Rank & {who[:-1].capitalize()} & {_esc(title)} & Group & Seeds \\", r"\midrule"]  # fmt: skip
         for _, r in grp.iterrows():
-            value = with_interval(r["value"], r["ci_low"], r["ci_high"])
+            t = r["n_seeds"] > 1  # the mean over seeds with its t interval
+            value = with_interval(r["value"], r["ci_low"], r["ci_high"], symmetric=t)
             rank = "-" if pd.isna(r["rank"]) else str(int(r["rank"]))
             md.append(f"| {rank} | {r['method']} | {value} | {r['group'] or '-'} | {r['n_seeds']} | {r['n_recon']} |")
-            tex_value = with_interval(r["value"], r["ci_low"], r["ci_high"], pm=r"$\pm$", missing="--")
+            tex_value = with_interval(r["value"], r["ci_low"], r["ci_high"], pm=r"$\pm$", missing="--", symmetric=t)
             tex.append(rf"{rank} & {_esc(r['method'])} & {tex_value} & {r['group'] or '--'} & {r['n_seeds']} \\")
         if not grp["has_samples"].all():
             md += ["", "Methods without per-reconstruction values were not tested (no group claims a difference)."]
