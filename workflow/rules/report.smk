@@ -12,8 +12,13 @@ rule aggregate_results:
         attacks=f"{TABLES}/attacks.parquet",
         classes=f"{TABLES}/attack_classes.parquet",
     params:
+        # The row labels come from the config. A plain value, so Snakemake compares it: renaming a
+        # run reruns this rule, not its artifacts (args, derived from the files, is not compared).
+        runs=RUN_LABELS,
         call="mibench_core.report.aggregate:write_tables",
-        args=lambda w, input, output: [[os.path.dirname(p) for p in input], output.attacks, output.classes],
+        args=lambda w, input, output: [
+            [os.path.dirname(p) for p in input], output.attacks, output.classes, json.loads(RUN_LABELS)
+        ],
     log:
         f"{R}/logs/report/aggregate_results.log",
     threads: res("report", "threads")
@@ -34,6 +39,8 @@ rule summarise_results:
     output:
         summary=f"{TABLES}/attacks_summary.parquet",
     params:
+        # plain values, so Snakemake compares them: a new level reruns this rule
+        statistics=json.dumps(CFG["statistics"], sort_keys=True),
         call="mibench_core.report.aggregate:write_summary",
         args=lambda w, input, output: [input.attacks, output.summary, CFG["statistics"]["confidence"]],
     log:
@@ -112,7 +119,10 @@ rule plot_reconstructions:
         ),
     params:
         call="mibench_core.report.figures:reconstruction_grid",
-        args=lambda w, input, output: [os.path.dirname(input.recon), os.path.dirname(input.data), output.figure],
+        # the title names the run as this config does
+        args=lambda w, input, output: [
+            os.path.dirname(input.recon), os.path.dirname(input.data), output.figure, w.label
+        ],
     log:
         f"{R}/logs/report/reconstructions/{{label}}.log",
     threads: res("report", "threads")
@@ -138,7 +148,7 @@ rule plot_prior_samples:
         ),
     params:
         call="mibench_core.report.figures:prior_samples",
-        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure],
+        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure, w.label],
     log:
         f"{R}/logs/report/priors/{{label}}.log",
     threads: res("report", "threads")
@@ -259,6 +269,7 @@ rule rank_methods:
         ),
         latex=f"{REPORTS}/tables/ranking.tex",
     params:
+        statistics=json.dumps({**CFG["statistics"], "seed": CFG["seed"]}, sort_keys=True),
         call="mibench_core.report.ranking:rank_methods",
         args=lambda w, input, output: [input.attacks, list(input.per_sample), output.table, output.pairs,
                                        output.markdown, output.latex, CFG["statistics"], CFG["seed"]],
