@@ -23,13 +23,28 @@ algorithm for a letter-based representation of all-pairwise comparisons").
 
 from __future__ import annotations
 
+import json
 import math
 import string
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 STATS = ("mean", "class_mean")
+PER_SAMPLE = "per_sample.safetensors"  # a metric artifact's per-reconstruction values
+PER_SAMPLE_LABELS = "_labels"  # the reconstructions' classes, beside the values
+
+
+def load_per_sample(metric_dir) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """(class labels, per-reconstruction values by name, their statistics) of a metric artifact."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(metric_dir) / PER_SAMPLE), framework="np") as fh:
+        meta = fh.metadata() or {}
+        arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+    labels = arrays.pop(PER_SAMPLE_LABELS)
+    return labels, {k: v.astype(np.float64) for k, v in arrays.items()}, json.loads(meta.get("stat", "{}"))
 
 
 def stratified_resamples(labels: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:

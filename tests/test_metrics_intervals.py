@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mibench_core import store
-from mibench_core.metrics.common import PER_SAMPLE, load_per_sample
+from mibench_core.stats import PER_SAMPLE, load_per_sample
 from tests.whitebox_tiny import build_data, build_target, job, run_attack_job
 
 METRICS = [

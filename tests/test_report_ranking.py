@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from mibench_core import store
-from mibench_core.metrics.common import PER_SAMPLE, PER_SAMPLE_LABELS
 from mibench_core.report import ranking
+from mibench_core.stats import PER_SAMPLE, PER_SAMPLE_LABELS
 
 
 def make_runs(tmp_path, runs: dict[tuple[str, str], list[np.ndarray]]):

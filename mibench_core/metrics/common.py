@@ -38,6 +38,7 @@ import torch
 from mibench_core import registry, stats, store
 from mibench_core.data.common import to_model_range
 from mibench_core.runtime import pick_device, seed_everything
+from mibench_core.stats import PER_SAMPLE, PER_SAMPLE_LABELS
 
 
 @dataclass
@@ -263,19 +264,3 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         "interval_seconds": round(ctx.interval_seconds, 3),  # resamples, per-sample and set-level intervals
     }
     return ["metrics.json", PER_SAMPLE], summary, str(device)
-
-
-PER_SAMPLE = "per_sample.safetensors"
-PER_SAMPLE_LABELS = "_labels"  # the reconstructions' classes, beside the values
-
-
-def load_per_sample(metric_dir: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
-    """(class labels, per-reconstruction values by name, their statistics) of a metric artifact."""
-    from safetensors import safe_open
-
-    path = Path(metric_dir) / PER_SAMPLE
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    labels = tensors.pop(PER_SAMPLE_LABELS).numpy()
-    return labels, {k: v.double().numpy() for k, v in tensors.items()}, json.loads(meta.get("stat", "{}"))

@@ -44,6 +44,7 @@ import numpy as np
 from mibench_core import stats, store
 from mibench_core.report.aggregate import column_title, declared_columns, metric_columns
 from mibench_core.report.intervals import with_interval
+from mibench_core.stats import load_per_sample
 
 DEFAULTS = {"permutations": 5000, "alpha": 0.05, "confidence": 0.95, "rank_by": ["acc1", "knn_dist"]}
 
@@ -56,8 +57,6 @@ def _direction(col: str) -> str | None:
 
 def _load(rows, files: dict[str, str]) -> dict[str, tuple]:
     """metrics id -> (labels, values, stats) for the rows whose per-reconstruction values exist."""
-    from mibench_core.metrics.common import load_per_sample
-
     out = {}
     for mid in rows["metrics_id"].dropna().unique():
         if mid in files and Path(files[mid]).exists():
