@@ -37,6 +37,13 @@ METHODS = [
         "call": "run_attack",
         "description": "KEDMI (Chen et al. 2021): a learned Gaussian per class through the K-way-discriminator GAN",
         "defaults": {"per_class": 8, "iterations": 1500, "lr": 0.02, "lambda_iden": 100.0, "samples_per_step": 1},
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "lambda_iden": "[0, inf)",
+            "samples_per_step": "[1, inf)",
+        },
         "priors": ["kedmi-gan"],
         "access": "white-box",
     }

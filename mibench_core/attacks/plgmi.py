@@ -34,6 +34,7 @@ METHODS = [
         "call": "run_attack",
         "description": "PLG-MI (Yuan et al. 2023): max-margin over augmented views through the pseudo-label cGAN",
         "defaults": {"per_class": 8, "iterations": 600, "lr": 0.1, "n_views": 2},
+        "bounds": {"per_class": "[1, inf)", "iterations": "[1, inf)", "lr": "(0, inf)", "n_views": "[1, inf)"},
         "priors": ["plgmi-gan"],
         "access": "white-box",
     }

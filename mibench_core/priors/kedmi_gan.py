@@ -62,6 +62,18 @@ METHODS = [
             "beta2": 0.999,
             "max_public": None,
         },
+        "bounds": {
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "entropy_weight": "[0, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "max_public": "[1, inf)",
+        },
         "needs_target": True,
     }
 ]

@@ -73,6 +73,18 @@ METHODS = [
             "lambda_cls": 1.0,
             "public_samples": None,
         },
+        "bounds": {
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "lambda_cls": "[0, inf)",
+            "public_samples": "[1, inf)",
+        },
         "needs_target": True,
     }
 ]

@@ -56,6 +56,19 @@ METHODS = [
             "beta2": 0.9,
             "max_public": None,
         },
+        "bounds": {
+            "top_n": "[1, inf)",
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "alpha": "[0, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "max_public": "[1, inf)",
+        },
         "needs_target": True,
     }
 ]

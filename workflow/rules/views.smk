@@ -11,6 +11,7 @@ rule make_view:
         manifest=f"{R}/{{view}}/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/{{view}}/{{aid}}.log",
     benchmark:
@@ -25,4 +26,4 @@ rule make_view:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
