@@ -51,7 +51,7 @@ OPTIONAL = {
     "defaults": {},
     "bounds": {},
     "priors": [],  # attack: prior kinds it accepts (empty: no prior)
-    "access": "white-box",  # attack: its threat model
+    "access": "white-box",  # attack: its threat model; prior tied to the target: how it queries it
     "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order
     # attack: per-sample, it inverts the target's answers on ``per_class`` private samples of every class,
     # which the plan draws and queries in trusted jobs (ctx.victims; mibench_core.data.views)

@@ -112,8 +112,8 @@ def entries_of_node(node) -> list[registry.Entry]:
         return output
     if node.kind == "model":
         return [registry.get("arch", node.spec["arch"]), registry.get("defense", node.spec["defense"]["name"])]
-    if node.kind == "prior":
-        return [registry.get("prior", node.name)]
+    if node.kind == "prior":  # a prior that queries the target applies the run's output processing too
+        return [registry.get("prior", node.name), *output]
     if node.kind == "attack":
         return [registry.get("attack", node.name), *output]
     return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
@@ -123,9 +123,8 @@ def test_the_plan_fingerprints_each_node_with_its_code():
     p = build(grid())
     kinds = set()
     for node in p.nodes.values():
-        entries = entries_of_node(node)
         kinds.add(node.kind)
-        assert set(node.files) == expected_files(node.kind, *entries), node.label
+        assert set(node.files) == imports_of_node(node), node.label
     assert kinds == set(RUNNERS)
 
 
