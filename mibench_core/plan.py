@@ -22,11 +22,21 @@ target, and, for a per-sample attack, the target's *answers* on its victims
 semantic hash (it adds no randomness), and an attack's answers, made from
 what the attack's own spec and inputs already name, stay out of its
 semantic hash: narrowing what a job sees keeps its seed.
+
+Replicates (config key ``replicates: {seeds, vary}``) repeat the grid once per
+seed: the stages named in ``vary`` (target, prior, attack) get the seed in
+their spec (``replicate: <seed>``), so their ids and random streams differ;
+whatever depends on them differs through its input ids, and everything else
+(the data, the evaluation model, a stage not varied and not downstream of one)
+is one shared artifact. A node that differs per replicate has ``.seed<seed>``
+at the end of its label. Without ``replicates`` no spec has the key, so ids
+and seeds are those of a plain run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +101,7 @@ class Node:
     # Inputs made from this node's own spec and other inputs (a per-sample attack's answers, its
     # metrics' victims): they add nothing to its semantic hash, so they are left out of it.
     derived: tuple[str, ...] = ()
+    varies: bool = False  # differs per replicate (its spec or an input has the replicate seed)
     id: str = ""
     semantic: str = ""
     fingerprint: str = ""
@@ -132,6 +143,7 @@ class Run:
     attack_id: str
     metric_ids: list[str]
     output_defense: str | None = None  # label of the output processing (black-box runs only)
+    replicate_seed: int | None = None  # the replicate it belongs to (None: not replicated)
 
 
 @dataclass
@@ -140,6 +152,7 @@ class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     priors_by_dataset: dict[str, list[str]] = field(default_factory=dict)
+    varied: set[str] = field(default_factory=set)  # ids of nodes that differ per replicate
 
     @property
     def results_dir(self) -> str:
@@ -166,7 +179,21 @@ class Plan:
         existing = self.nodes.get(node.id)
         if existing is None:
             self.nodes[node.id] = node
+        if node.varies:
+            self.varied.add(node.id)
         return node.id
+
+    def replicate(self, stage: str, spec: dict, inputs: dict[str, str], seed: int | None) -> tuple[dict, str]:
+        """(spec, label suffix) of a ``stage`` node (target, prior, attack) in replicate ``seed``.
+
+        A varied stage gets the seed in its spec; a node downstream of a varied one keeps its
+        spec (its inputs differ). Either way its label ends in ``.seed<seed>``."""
+        if seed is None:
+            return spec, ""
+        varied_stage = stage in self.config["replicates"]["vary"]
+        if not varied_stage and not any(i in self.varied for i in inputs.values()):
+            return spec, ""
+        return ({**spec, "replicate": seed} if varied_stage else spec), f".seed{seed}"
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == kind]
@@ -255,6 +282,12 @@ def _victims(
     return victims_id, answers_id
 
 
+def _replicate_seeds(config: dict) -> list[int | None]:
+    """The replicate seeds of the config (``[None]``: no replicates)."""
+    rep = config.get("replicates")
+    return list(rep["seeds"]) if rep else [None]
+
+
 def _prior_seeing(plan: Plan, prior_id: str, out: dict | None) -> str:
     """The prior an attack run uses. A prior that queries the target through an
     oracle (tied to the target, registry ``access`` not white-box) must see what
@@ -266,12 +299,15 @@ def _prior_seeing(plan: Plan, prior_id: str, out: dict | None) -> str:
         return prior_id
     spec = {**node.spec, "output": {"name": out["name"], "params": out["params"]}}
     files = _files("prior", entry, registry.get("output", out["name"]))
-    return plan.add(Node("prior", node.name, f"{node.label}_{out['label']}", spec, dict(node.inputs), files))
+    return plan.add(
+        Node("prior", node.name, f"{node.label}_{out['label']}", spec, dict(node.inputs), files, varies=node.varies)
+    )
 
 
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
+    run_ids: set[str] = set()
 
     met_entries = [registry.get("metric", met["name"]) for met in config["metrics"]]
     metrics_spec = {
@@ -283,6 +319,9 @@ def build(config: dict) -> Plan:
         from mibench_core.weights import presence_token
 
         metrics_extra = {"weights": presence_token(config.get("weights"))}
+    # the within-run intervals: in the metrics' ids (not their seeds, so no value changes with them)
+    intervals = {k: config["statistics"][k] for k in ("bootstrap", "confidence")}
+    metrics_extra["intervals"] = intervals
 
     ev_cfg = config["evaluation"]
     for ds in config["datasets"]:
@@ -322,24 +361,31 @@ def build(config: dict) -> Plan:
         )
         for tgt in config["targets"]:
             arch_entry = registry.get("arch", tgt["arch"])
-            for dfn in config["defenses"]:
+            for dfn, rep in itertools.product(config["defenses"], _replicate_seeds(config)):
                 if not _in_scope(dfn, ds["label"], tgt["label"]):
                     continue
                 dfn_entry = registry.get("defense", dfn["name"])
+                tgt_spec, tgt_suffix = plan.replicate(
+                    "target",
+                    {
+                        "role": "target",
+                        "arch": tgt["arch"],
+                        "arch_params": tgt["arch_params"],
+                        "defense": {"name": dfn["name"], "params": dfn["params"]},
+                        "train": tgt["train"],
+                    },
+                    {"data": data_id},
+                    rep,
+                )
                 target_id = plan.add(
                     Node(
                         "model",
                         tgt["arch"],
-                        f"{ds['label']}.{tgt['label']}.{dfn['label']}",
-                        {
-                            "role": "target",
-                            "arch": tgt["arch"],
-                            "arch_params": tgt["arch_params"],
-                            "defense": {"name": dfn["name"], "params": dfn["params"]},
-                            "train": tgt["train"],
-                        },
+                        f"{ds['label']}.{tgt['label']}.{dfn['label']}{tgt_suffix}",
+                        tgt_spec,
                         {"data": data_id},
                         _files("model", arch_entry, dfn_entry),
+                        varies=bool(tgt_suffix),
                     )
                 )
                 prior_ids: dict[str, str] = {}
@@ -348,16 +394,20 @@ def build(config: dict) -> Plan:
                     inputs = {"data": public_id}
                     if pr_entry.needs_target:
                         inputs["target"] = target_id
+                    pr_spec, pr_suffix = plan.replicate("prior", {"name": pr["name"], "params": pr["params"]}, inputs,
+                                                        rep)  # fmt: skip
                     prior_ids[pr["label"]] = plan.add(
                         Node(
                             "prior",
                             pr["name"],
                             # a prior tied to a target is one per target: its label says which
                             f"{ds['label']}.{pr['label']}"
-                            + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else ""),
-                            {"name": pr["name"], "params": pr["params"]},
+                            + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else "")
+                            + pr_suffix,
+                            pr_spec,
                             inputs,
                             _files("prior", pr_entry),
+                            varies=bool(pr_suffix),
                         )
                     )
                 plan.priors_by_dataset.setdefault(ds["label"], [])
@@ -379,7 +429,8 @@ def build(config: dict) -> Plan:
                         atk_label = f"{atk['label']}_{out['label']}"
                         atk_spec["output"] = {"name": out["name"], "params": out["params"]}
                         atk_modules = [registry.get("output", out["name"])]
-                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}"
+                    atk_spec, run_suffix = plan.replicate("attack", atk_spec, inputs, rep)
+                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}{run_suffix}"
                     trusted = {}  # the metric job's extra inputs: the victims a per-sample attack inverts
                     if atk_entry.victims:
                         trusted["victims"], inputs["answers"] = _victims(
@@ -394,8 +445,12 @@ def build(config: dict) -> Plan:
                             inputs,
                             _files("attack", atk_entry, *atk_modules),
                             derived=("answers",),
+                            varies=bool(run_suffix),
                         )
                     )
+                    if rep is not None and attack_id in run_ids:
+                        continue  # a run no replicate changes (e.g. an attack without a prior, only priors vary)
+                    run_ids.add(attack_id)
                     # One job computes every configured metric of a run: they share
                     # the evaluation model's features of the private images.
                     metrics_id = plan.add(
@@ -412,7 +467,7 @@ def build(config: dict) -> Plan:
                                 **trusted,
                             },
                             metrics_files,
-                            options={"weights": config.get("weights", {})},
+                            options={"weights": config.get("weights", {}), "statistics": intervals},
                             identity_extra=metrics_extra,
                             derived=("victims",),
                         )
@@ -428,6 +483,7 @@ def build(config: dict) -> Plan:
                             attack_id,
                             [metrics_id],
                             out["label"] if out is not None else None,
+                            rep if run_suffix else None,
                         )
                     )
     return plan
