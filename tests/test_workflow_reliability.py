@@ -30,7 +30,7 @@ TINY = {  # the smoke run's GMI prior and attack, nothing else
     "attacks": [{"name": "gmi", "prior": "gmi-gan", "per_class": 4, "iterations": 10, "restarts": 2}],
 }
 CODE = ("Snakefile", "workflow", "mibench_core", "config", "envs", "pyproject.toml", "profiles")
-ARTIFACT_RULES = ("prepare_data", "train_model", "train_prior", "run_attack", "compute_metrics")
+ARTIFACT_RULES = ("prepare_data", "make_view", "train_model", "train_prior", "run_attack", "compute_metrics")
 
 
 def env() -> dict:
