@@ -101,19 +101,21 @@ def test_output_processing_adds_its_module_to_black_box_attacks(name):
     assert output.module_file in files and output.module_file not in plan_mod._files("attack", attack)
 
 
-def node_entries(node) -> list[registry.Entry]:
+def entries_of_node(node) -> list[registry.Entry]:
     """The registry entries whose modules a node's job loads by name, from its kind and spec."""
+    output = [registry.get("output", node.spec["output"]["name"])] if "output" in node.spec else []
     if node.kind == "data":
         return [registry.get("dataset", node.spec["name"])]
+    if node.kind in ("public", "victims"):
+        return []
+    if node.kind == "answers":
+        return output
     if node.kind in ("model", "shadow"):
         return [registry.get("arch", node.spec["arch"]), registry.get("defense", node.spec["defense"]["name"])]
-    if node.kind == "prior":
-        return [registry.get("prior", node.name)]
+    if node.kind == "prior":  # a prior that queries the target applies the run's output processing too
+        return [registry.get("prior", node.name), *output]
     if node.kind in ("attack", "mia"):
-        entries = [registry.get(node.kind, node.name)]
-        if "output" in node.spec:
-            entries.append(registry.get("output", node.spec["output"]["name"]))
-        return entries
+        return [registry.get(node.kind, node.name), *output]
     if node.kind in ("scenario", "mia_eval"):
         return []
     return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
@@ -124,7 +126,7 @@ def test_the_plan_fingerprints_each_node_with_its_code():
     kinds = set()
     for node in p.nodes.values():
         kinds.add(node.kind)
-        assert set(node.files) == expected_files(node.kind, *node_entries(node)), node.label
+        assert set(node.files) == imports_of_node(node), node.label
     assert kinds == set(RUNNERS)
 
 
@@ -174,7 +176,7 @@ def test_editing_a_helper_changes_exactly_the_ids_of_what_imports_it(helper, mon
 
 def imports_of_node(node) -> set[str]:
     """The node's files computed independently (modulefinder) from its kind and spec."""
-    return expected_files(node.kind, *node_entries(node))
+    return expected_files(node.kind, *entries_of_node(node))
 
 
 def test_a_query_counting_fix_reruns_black_box_attacks_only(monkeypatch):
