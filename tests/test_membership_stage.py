@@ -62,7 +62,7 @@ def test_every_attack_run_is_evaluated_on_every_scenario(tiny):
     for row in out["rows"]:
         for key in ("auc", "tpr_at_0.1pct_fpr", "advantage", "precision", "recall", "f1", "fpr", "fnr"):
             v = row[key]
-            assert (v is None and key in row["missing"]) or (v is not None and -1 <= v <= 1), (row["label"], key)
+            assert (v is None and key in row["missing"]) or (v is not None and -1 <= v <= 1), (row["mia_id"], key)
     assert len(out["roc"]) == len(runs)
     for mid in (plan.nodes[ev.id].inputs[r] for r in runs):
         m = store.read_manifest(plan.nodes[mid].directory(plan.results_dir))
@@ -72,7 +72,8 @@ def test_every_attack_run_is_evaluated_on_every_scenario(tiny):
 def test_report_tables_and_figures(tiny, tmp_path):
     plan, ev, root = tiny
     out = tmp_path / "membership.parquet"
-    report.write_table([plan.nodes[ev.id].directory(plan.results_dir)], str(out))
+    labels = {n.id: n.label for n in plan.of_kind("mia")}
+    report.write_table([plan.nodes[ev.id].directory(plan.results_dir)], str(out), labels)
     df = pd.read_parquet(out)
     assert set(df["attack_name"]) == {a["name"] for a in ATTACKS}
     assert set(df["output_defense"]) == {"none", "label_only"}
@@ -93,7 +94,7 @@ def test_report_tables_and_figures(tiny, tmp_path):
         assert col in df.columns, col
     report.markdown_report(str(out), str(tmp_path / "m.md"))
     assert "ES00" in (tmp_path / "m.md").read_text()
-    report.roc_figure(plan.nodes[ev.id].directory(plan.results_dir), str(tmp_path / "roc.png"))
+    report.roc_figure(plan.nodes[ev.id].directory(plan.results_dir), str(tmp_path / "roc.png"), "t", labels)
     report.heatmap(str(out), ev.label.rsplit(".", 1)[0], str(tmp_path / "heat.png"))
     attacks = pd.DataFrame([
         {"dataset": "sklearn-digits", "target": "mcnn", "defense": "none", "attack": "gmi", "attack_name": "gmi",

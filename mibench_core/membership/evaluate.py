@@ -7,7 +7,8 @@ set-dependent attacks), the true membership from the scenario, and every
 metric of :mod:`mibench_core.membership.metrics` (a missing one is null, its
 reason under ``missing``). ``metrics.json`` holds one
 row per (run, scenario) and the ROC curve of each run on the natural scenario
-(``ES00``; else the first), downsampled for log-log plots.
+(``ES00``; else the first), downsampled for log-log plots, keyed by the run's id (the
+report names runs by the labels of the config, not of the manifests).
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ def run(job: dict) -> tuple[list[str], dict, str]:
             values, missing = M.evaluate(s, d, y)
             values = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
             rows.append({
-                "mia_id": manifest["id"], "label": manifest["label"], "scenario": rec["id"],
+                "mia_id": manifest["id"], "scenario": rec["id"],
                 **{f"scenario.{k}": rec.get(k) for k in SCENARIO_FIELDS},
                 **values, "missing": missing,
             })  # fmt: skip
             if rec["id"] == roc_sid and y.any() and (~y).any():
                 fpr, tpr, _ = M.roc_curve(s, y)
                 fx, ty = M.downsample_roc(fpr, tpr)
-                roc[manifest["label"]] = {"fpr": fx, "tpr": ty, "auc": values["auc"], "scenario": roc_sid}
+                roc[manifest["id"]] = {"fpr": fx, "tpr": ty, "auc": values["auc"], "scenario": roc_sid}
     store.write_json(Path(job["outdir"]) / "metrics.json", {"rows": rows, "roc": roc})
     return ["metrics.json"], {"rows": len(rows), "scenarios": len(records), "runs": len(mia_roles)}, "cpu"

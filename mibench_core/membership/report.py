@@ -58,7 +58,8 @@ def _cached(folder: Path) -> dict:
     return _MANIFESTS[folder]
 
 
-def collect(eval_dirs: list[str]) -> list[dict]:
+def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
+    """Rows of the table; ``labels``: run id -> ``dataset.target.defense.attack`` from the config."""
     rows = []
     for d in eval_dirs:
         d = Path(d)
@@ -74,10 +75,11 @@ def collect(eval_dirs: list[str]) -> list[dict]:
             m = mias[r["mia_id"]]
             target = _cached(results / "models" / m["inputs"]["target"])
             data = _cached(results / "data" / m["inputs"]["data"])
-            ds, tgt, dfn, atk = m["label"].split(".", 3)
+            label = labels[m["id"]]
+            ds, tgt, dfn, atk = label.split(".", 3)
             entry = registry.REGISTRIES["mia"].get(m["name"])
             row = {
-                "run": m["label"], "dataset": ds, "target": tgt, "defense": dfn, "attack": atk,
+                "run": label, "dataset": ds, "target": tgt, "defense": dfn, "attack": atk,
                 "attack_name": m["name"], "output_defense": (m["spec"].get("output") or {}).get("name", "none"),
                 "access": entry.access if entry else None, "scenario": r["scenario"],
                 **{k: v for k, v in r.items() if k.startswith("scenario.")},
@@ -106,10 +108,10 @@ def collect(eval_dirs: list[str]) -> list[dict]:
     return rows
 
 
-def write_table(eval_dirs: list[str], out: str) -> None:
+def write_table(eval_dirs: list[str], out: str, labels: dict[str, str]) -> None:
     import pandas as pd
 
-    df = pd.DataFrame(collect(eval_dirs))
+    df = pd.DataFrame(collect(eval_dirs, labels))
     with store.atomic_path(out) as tmp:
         df.to_parquet(tmp, index=False)
 
@@ -160,10 +162,11 @@ def markdown_report(parquet: str, out: str) -> None:
     _write_text(out, "\n".join(lines))
 
 
-def roc_figure(eval_dir: str, out: str) -> None:
+def roc_figure(eval_dir: str, out: str, label: str, labels: dict[str, str]) -> None:
+    """Log-log ROC curves of one target's runs (``label``: ``dataset.target.defense``; ``labels``: run id ->
+    label, from the config)."""
     payload = store.read_json(Path(eval_dir) / "metrics.json")
-    label = store.read_manifest(eval_dir)["label"].rsplit(".", 1)[0]
-    curves = payload["roc"]
+    curves = {labels[mid]: c for mid, c in payload["roc"].items()}
     title = f"Membership ROC, {label}"
     if not curves:
         absent_figure(out, title, "no attack has members and non-members in the natural scenario")

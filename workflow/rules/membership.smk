@@ -4,6 +4,9 @@
 
 MIA_EVALS = PLAN.of_kind("mia_eval")
 MIA_EVALS_BY_LABEL = {n.label.rsplit(".", 1)[0]: n for n in MIA_EVALS}
+# Attack run id -> its row label, from this config (JSON). A plain value, so Snakemake compares it:
+# renaming a run reruns the report rules that name runs, not the artifacts.
+MIA_LABELS = json.dumps({n.id: n.label for n in PLAN.of_kind("mia")}, sort_keys=True)
 
 
 def membership_targets():
@@ -29,6 +32,7 @@ rule train_shadow:
         manifest=f"{R}/shadows/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/shadows/{{aid}}.log",
     benchmark:
@@ -41,7 +45,7 @@ rule train_shadow:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule make_scenarios:
@@ -52,6 +56,7 @@ rule make_scenarios:
         manifest=f"{R}/scenarios/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/scenarios/{{aid}}.log",
     benchmark:
@@ -64,7 +69,7 @@ rule make_scenarios:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule run_mia:
@@ -75,6 +80,7 @@ rule run_mia:
         manifest=f"{R}/mia/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/mia/{{aid}}.log",
     benchmark:
@@ -87,7 +93,7 @@ rule run_mia:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule evaluate_membership:
@@ -98,6 +104,7 @@ rule evaluate_membership:
         manifest=f"{R}/mia_eval/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/mia_eval/{{aid}}.log",
     benchmark:
@@ -110,7 +117,7 @@ rule evaluate_membership:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule aggregate_membership:
@@ -118,6 +125,8 @@ rule aggregate_membership:
         [PLAN.path(n.id, "manifest.json") for n in MIA_EVALS],
     output:
         table=f"{TABLES}/membership.parquet",
+    params:
+        labels=MIA_LABELS,
     log:
         f"{R}/logs/report/aggregate_membership.log",
     threads: res("report", "threads")
@@ -163,6 +172,8 @@ rule plot_membership_roc:
             category="8. Membership inference",
             subcategory="ROC curves",
         ),
+    params:
+        labels=MIA_LABELS,
     log:
         f"{R}/logs/report/membership_roc/{{label}}.log",
     threads: res("report", "threads")

@@ -1,5 +1,6 @@
 """Snakemake script for the membership-inference report rules: dispatches on the rule's name."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from mibench_core.membership import report  # noqa: E402
 sm = snakemake  # noqa: F821
 rule = sm.rule
 if rule == "aggregate_membership":
-    report.write_table([str(Path(p).parent) for p in sm.input], sm.output.table)
+    report.write_table([str(Path(p).parent) for p in sm.input], sm.output.table, json.loads(sm.params.labels))
 elif rule == "render_membership":
     report.markdown_report(sm.input.table, sm.output.markdown)
 elif rule == "plot_membership_roc":
-    report.roc_figure(str(Path(sm.input.manifest).parent), sm.output.figure)
+    report.roc_figure(
+        str(Path(sm.input.manifest).parent), sm.output.figure, sm.wildcards.label, json.loads(sm.params.labels)
+    )
 elif rule == "plot_membership_heatmap":
     report.heatmap(sm.input.table, sm.wildcards.label, sm.output.figure)
 elif rule == "defense_threats":
