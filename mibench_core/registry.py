@@ -37,8 +37,11 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric")
+KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric", "split-attack")
 ACCESS_LEVELS = ("white-box", "probabilities", "top-k", "label")
+# split-attack: what the untrusted party of a split model holds besides the features f1(x) it sees
+# (the edge part f1's weights; queries of f1; the cloud part f2 only): mibench_core/split/
+SPLIT_ACCESS_LEVELS = ("white-box", "feature-queries", "query-free")
 # Optional keys of a METHODS entry and their defaults (beside name, kind, call, description).
 OPTIONAL = {
     "defaults": {},
@@ -49,6 +52,7 @@ OPTIONAL = {
     "needs_target": False,  # prior: trained with the target's help, so one per target
     "needs_weights": False,  # metric: loads external weight files (their presence enters its id)
     "strength": [],  # defense / output: the parameters that set its strength (report labels)
+    "split_points": [],  # arch: layer names after which the model can be split, shallow to deep
 }
 
 
@@ -71,6 +75,7 @@ class Entry:
     needs_target: bool = False
     needs_weights: bool = False
     strength: tuple[str, ...] = ()
+    split_points: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -121,10 +126,11 @@ def _entries_of(path: Path) -> list[Entry]:
             raise RegistryError(f"{where}: METHODS[{i}]: missing keys {missing}, unknown keys {unknown}")
         if item["kind"] not in KINDS:
             raise RegistryError(f"{where}: METHODS[{i}]: kind {item['kind']!r} is not one of {', '.join(KINDS)}")
-        if item.get("access", "white-box") not in ACCESS_LEVELS:
-            raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {ACCESS_LEVELS}")
+        levels = SPLIT_ACCESS_LEVELS if item["kind"] == "split-attack" else ACCESS_LEVELS
+        if item.get("access", "white-box") not in levels:
+            raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {levels}")
         kw = {k: item.get(k, default) for k, default in OPTIONAL.items()}
-        for k in ("priors", "aux", "strength"):
+        for k in ("priors", "aux", "strength", "split_points"):
             kw[k] = tuple(kw[k])
         out.append(Entry(item["name"], item["kind"], module, item["call"], item["description"], **kw))
     return out

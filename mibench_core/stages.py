@@ -14,6 +14,8 @@ RUNNERS = {
     "prior": "mibench_core.priors:run_prior",
     "attack": "mibench_core.attacks.common:run",
     "metric": "mibench_core.metrics.common:run",
+    "split": "mibench_core.split.common:run",
+    "split-metric": "mibench_core.split.metrics:run",
 }
 
 
