@@ -77,7 +77,8 @@ def cmd_plan(args) -> int:
 
     plan = build(_load_config(args.configfile))
     counts = Counter(n.kind for n in plan.nodes.values())
-    for kind in ("data", "model", "prior", "attack", "metric"):
+    kinds = ["data", "model", "prior", "attack", "metric"]
+    for kind in kinds + sorted(set(counts) - set(kinds)):  # then the split track's kinds, when planned
         print(f"{kind:<8} {counts.get(kind, 0)}")
     print(f"runs     {len(plan.runs)}")
     if args.verbose:

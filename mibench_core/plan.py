@@ -24,12 +24,15 @@ from mibench_core.fingerprint import of_modules, source_hash
 from mibench_core.stages import runner_module
 
 STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
+STAGE_DIRS.update({"split": "split", "split-metric": "split_metrics"})  # mibench_core/split/plan.py
 MAIN_FILE = {
     "data": "data.safetensors",
     "model": "model.safetensors",
     "prior": "generator.safetensors",
     "attack": "recon.safetensors",
     "metric": "metrics.json",
+    "split": "recon.safetensors",
+    "split-metric": "metrics.json",
 }
 HASH_LEN = 10
 
@@ -330,6 +333,9 @@ def build(config: dict) -> Plan:
                             out["label"] if out is not None else None,
                         )
                     )
+    from mibench_core.split.plan import add_split_nodes
+
+    add_split_nodes(plan)  # the split-inference track (config key split_inference)
     return plan
 
 

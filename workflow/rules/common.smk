@@ -80,6 +80,7 @@ def final_targets():
         #
         #
         # --- targets of issue 9 go below this line ---
+        *split_targets(),  # the split-inference track (workflow/rules/split.smk)
     ]
 
 
