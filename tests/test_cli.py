@@ -31,10 +31,11 @@ def test_plan_counts_jobs_by_stage(capsys):
     cfg = _load_config([str(SMOKE)])
     plan = build(cfg)
     counts = Counter(n.kind for n in plan.nodes.values())
-    expected = {k: str(counts.get(k, 0)) for k in ("data", "model", "prior", "attack", "metric")}
+    expected = {k: str(counts.get(k, 0)) for k in ("data", "model", "prior", "attack", "metric", *counts)}
     assert out == {**expected, "runs": str(len(plan.runs))}
-    # smoke: one dataset, one target + the evaluation model, one attack job per run
-    assert out["data"] == "1" and out["model"] == "2" and out["attack"] == out["runs"] != "0"
+    # smoke: one dataset, one target + the evaluation model + the split track's LeNet, one attack job per run
+    assert out["data"] == "1" and out["model"] == "3" and out["attack"] == out["runs"] != "0"
+    assert out["split"] != "0" and out["split-metric"] == "1"
 
 
 def test_plan_verbose_lists_ids(capsys):

@@ -109,7 +109,9 @@ def _check_targets(sec: dict, cfg: dict, dataset_labels: list[str]) -> None:
 
 
 def _check_defenses(sec: dict, cfg: dict) -> None:
-    by_label = {d["label"]: d for d in cfg["defenses"]}
+    """Labels of top-level defenses; ``none`` (plain training) is always available."""
+    by_label = {"none": {"name": "none", "label": "none", "params": {}}}
+    by_label.update({d["label"]: d for d in cfg["defenses"]})
     for i, label in enumerate(sec["defenses"]):
         key = f"split_inference.defenses[{i}]"
         if label not in by_label:
@@ -119,6 +121,7 @@ def _check_defenses(sec: dict, cfg: dict) -> None:
             raise _err(key, f"defense {label!r} does not apply to split inference: {why}")
     if len(set(sec["defenses"])) != len(sec["defenses"]):
         raise _err("split_inference.defenses", "a defense label is listed twice")
+    sec["defense_entries"] = {label: by_label[label] for label in sec["defenses"]}
 
 
 def _merge_per_point(params: dict, entry: registry.Entry, key: str, user: dict) -> None:
@@ -193,12 +196,11 @@ def _check_resolvable(sec: dict) -> None:
 def validate_split(cfg: dict) -> None:
     """Check and normalise ``cfg['split_inference']`` in place (raises ConfigError naming the key)."""
     sec: dict[str, Any] = cfg["split_inference"]
-    if bool(sec["targets"]) != bool(sec["attacks"]):
-        missing = "attacks" if sec["targets"] else "targets"
-        raise _err(f"split_inference.{missing}", "the track needs both targets and attacks (or neither)")
-    if not sec["targets"]:
-        sec["datasets"] = []
+    if not sec["targets"]:  # the track is off (an overlay turns it off with `targets: []`)
+        sec.update(datasets=[], attacks=[])
         return
+    if not sec["attacks"]:
+        raise _err("split_inference.attacks", "split targets are configured but no technique")
     sec["datasets"] = _check_datasets(sec, cfg)
     _check_targets(sec, cfg, [d["label"] for d in sec["datasets"]])
     _check_defenses(sec, cfg)

@@ -47,7 +47,7 @@ def add_split_nodes(plan) -> None:
     if not sec.get("targets"):
         return
     ev_cfg = config["evaluation"]
-    defenses = {d["label"]: d for d in config["defenses"]}
+    defenses = sec["defense_entries"]
     metric_files = of_modules(runner_module("split-metric"))
     for ds in sec["datasets"]:
         ds_entry = registry.get("dataset", ds["name"])

@@ -20,6 +20,11 @@ def split_grid_inputs(wildcards):
 rule split_inference:
     input:
         split_targets(),
+    localrule: True
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
 
 
 rule run_split_attack:
