@@ -208,7 +208,7 @@ def _split_job(root, data_dir, target_dir, name, point, **params):
     from mibench_core.split.settings import resolve
     from tests.whitebox_tiny import job
 
-    entry = registry.get("split-attack", name)
+    entry = registry.get("split_attack", name)
     quick = {"epochs": 1, "iterations": 10} if name == "query-free" else {}
     merged = {k: resolve(v, "lenet-split", point) for k, v in {**entry.defaults, **quick, **params}.items()}
     spec = {"params": merged, "split_point": point, "victims": {"count": 6, "seed": 0}}

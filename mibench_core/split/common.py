@@ -57,7 +57,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     gen = seed_everything(job["seed"])
     spec = job["spec"]
     params, point = spec["params"], spec["split_point"]
-    entry = registry.get("split-attack", job["name"])
+    entry = registry.get("split_attack", job["name"])
     target_dir, data_dir = job["inputs"]["target"]["dir"], job["inputs"]["data"]["dir"]
     target_manifest = store.read_manifest(target_dir)
     info, tspec = target_manifest["results"], target_manifest["spec"]

@@ -159,7 +159,7 @@ def _check_attacks(sec: dict) -> None:
     seen: dict[str, int] = {}
     for i, item in enumerate(sec["attacks"]):
         key = f"split_inference.attacks[{i}]"
-        entry = _check_name("split-attack", item["name"], ["split_inference", "attacks", i, "name"])
+        entry = _check_name("split_attack", item["name"], ["split_inference", "attacks", i, "name"])
         per_point = {k for k, v in entry.defaults.items() if isinstance(v, dict)}
         plain = {k: v for k, v in item.items() if k not in per_point}
         params = _check_params(plain, entry, ["split_inference", "attacks", i], ())

@@ -45,7 +45,7 @@ from mibench_core.split.contract import SplitContext, SplitResult
 METHODS = [
     {
         "name": "inverse-net",
-        "kind": "split-attack",
+        "kind": "split_attack",
         "call": "run_attack",
         "access": "feature-queries",
         "description": "inverse network (He et al. 2019): decoder g(f1(x)) ~ x trained with L2 on the attacker's "

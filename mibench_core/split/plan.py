@@ -103,7 +103,7 @@ def add_split_nodes(plan) -> None:
                 )
                 inputs = {"data": data_id, "evaluation": eval_id, "target": target_id}
                 for atk in sec["attacks"]:
-                    entry = registry.get("split-attack", atk["name"])
+                    entry = registry.get("split_attack", atk["name"])
                     for point in tgt["split_points"]:
                         params = {k: resolve(v, tgt["arch"], point) for k, v in atk["params"].items()}
                         spec = {

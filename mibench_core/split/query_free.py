@@ -37,7 +37,7 @@ from mibench_core.split.rmle import rmle_invert
 METHODS = [
     {
         "name": "query-free",
-        "kind": "split-attack",
+        "kind": "split_attack",
         "call": "run_attack",
         "access": "query-free",
         "description": "query-free (He et al. 2019): shadow f1' trained so the frozen f2(f1'(x)) classifies the "

@@ -77,7 +77,7 @@ def collect(metric_dirs: list[str]) -> list[dict]:
             sid = inputs[role]
             run = store.read_manifest(results_dir / "split" / sid)
             res, sc = run["results"], scores[sid]
-            entry = registry.get("split-attack", run["name"])
+            entry = registry.get("split_attack", run["name"])
             params = run["spec"]["params"]
             technique = run["label"][len(group) + 1 :].rsplit(".", 1)[0]
             row: dict[str, Any] = {

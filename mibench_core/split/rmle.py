@@ -44,7 +44,7 @@ from mibench_core.split.contract import SplitContext, SplitResult
 METHODS = [
     {
         "name": "rmle",
-        "kind": "split-attack",
+        "kind": "split_attack",
         "call": "run_attack",
         "access": "white-box",
         "description": "rMLE (He et al. 2019): argmin_x ||f1(x) - f1(x0)||^2 + lambda TV(x) from a constant 0.5 "
