@@ -10,9 +10,9 @@ in ``missing_reasons``), queries, what the technique reported (feature loss,
 shadow accuracy, decoder loss), the target's accuracy, artifact ids, wall
 times and every technique parameter (``params.*``).
 
-The Markdown table is laid out like the paper's tables: per trained target,
-rows are techniques with their knowledge setting, columns the split points,
-PSNR first, then SSIM, then Acc@1.
+The Markdown tables are laid out like the paper's: per trained target, a
+PSNR, an SSIM and an Acc@1 table whose rows are the techniques with their
+knowledge setting and whose columns are the split points, shallow to deep.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def _fmt(value, digits: int) -> str:
 
 
 def markdown_table(table: str, out: str) -> None:
-    """Per trained target: rows technique (knowledge setting), columns PSNR | SSIM | Acc@1 per split point."""
+    """Per trained target, a PSNR, an SSIM and an Acc@1 table: rows technique (knowledge setting), columns
+    split points (shallow to deep)."""
     import pandas as pd
 
     df = pd.read_parquet(table)
@@ -146,24 +147,23 @@ def markdown_table(table: str, out: str) -> None:
             f"{first['reference_acc1']:.3f}.",
             "",
         ]
-        header = ["technique", "setting"] + [f"{label} {p}" for _, label, _ in SCORES for p in points]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for technique, rows in g.groupby("technique", sort=False):
-            by_point = rows.set_index("split_point")
-            cells = [technique, rows.iloc[0]["setting"]]
-            for key, _, digits in SCORES:
-                for p in points:
-                    cells.append(_fmt(by_point.loc[p, key], digits) if p in by_point.index else "—")
-            for _, r in rows.iterrows():
-                for k, why in json.loads(r["missing_reasons"]).items():
-                    reasons[k] = why
-            lines.append("| " + " | ".join(cells) + " |")
+        for key, label, digits in SCORES:  # one table per score, the paper's PSNR and SSIM blocks
+            header = ["technique", "setting", *points]
+            lines += [f"{label}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for technique, rows in g.groupby("technique", sort=False):
+                by_point = rows.set_index("split_point")
+                cells = [technique, rows.iloc[0]["setting"]]
+                cells += [_fmt(by_point.loc[p, key], digits) if p in by_point.index else "—" for p in points]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        for _, r in g.iterrows():
+            for k, why in json.loads(r["missing_reasons"]).items():
+                reasons[k] = why
         queries = g.dropna(subset=["queries"])
         if len(queries):
-            lines += ["", "Queries of f1 (black-box): " + ", ".join(
+            lines += ["Queries of f1 (black-box): " + ", ".join(
                 f"{t} {int(q)}" for t, q in queries.groupby("technique", sort=False)["queries"].first().items()
-            ) + "."]  # fmt: skip
-        lines.append("")
+            ) + ".", ""]  # fmt: skip
     if reasons:
         lines += ["Missing values:", ""] + [f"- `{k}`: {why}" for k, why in sorted(reasons.items())] + [""]
     with store.atomic_path(out) as tmp:
@@ -195,7 +195,7 @@ def depth_figure(table: str, out: str) -> None:
             ax.set_ylabel(label)
             ax.set_title(f"{group}: {label} against split depth", fontsize=9)
             ax.grid(alpha=0.3)
-        axes[r, 1].legend(fontsize=7, loc="best")
+        axes[r, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     _savefig(fig, out)
 
