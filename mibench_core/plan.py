@@ -192,6 +192,20 @@ def _attack_variants(config: dict) -> list[tuple[dict, dict | None]]:
     return out
 
 
+def _prior_seeing(plan: Plan, prior_id: str, out: dict | None) -> str:
+    """The prior an attack run uses. A prior that queries the target through an
+    oracle (tied to the target, registry ``access`` not white-box) must see what
+    the attacker sees: under output processing it is its own artifact, one per
+    target and output defense, whose oracle applies it (spec key ``output``)."""
+    node = plan.nodes[prior_id]
+    entry = registry.get("prior", node.name)
+    if out is None or not entry.needs_target or entry.access == "white-box":
+        return prior_id
+    spec = {**node.spec, "output": {"name": out["name"], "params": out["params"]}}
+    files = _files("prior", entry, registry.get("output", out["name"]))
+    return plan.add(Node("prior", node.name, f"{node.label}_{out['label']}", spec, dict(node.inputs), files))
+
+
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
@@ -289,9 +303,9 @@ def build(config: dict) -> Plan:
                     atk_entry = registry.get("attack", atk["name"])
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):
-                        inputs["prior"] = prior_ids[atk["prior"]]
+                        inputs["prior"] = _prior_seeing(plan, prior_ids[atk["prior"]], out)
                     for j, aux_label in enumerate(atk.get("aux") or []):
-                        inputs[f"aux{j}"] = prior_ids[aux_label]
+                        inputs[f"aux{j}"] = _prior_seeing(plan, prior_ids[aux_label], out)
                     atk_label, atk_spec, atk_modules = atk["label"], {"name": atk["name"], "params": atk["params"]}, []
                     if out is not None:
                         # the oracle applies it; the spec key puts it in the attack's id

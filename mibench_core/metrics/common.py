@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,6 +83,25 @@ class MetricContext:
         if "private" not in self._cache:
             self._cache["private"] = self._run_eval(self.private_x, uint8=True)
         return self._cache["private"]
+
+
+def pretrained_or_missing(
+    res: MetricResult, name: str, build: Callable[[], tuple[torch.nn.Module, Any]], device, note: str | None = None
+) -> torch.nn.Module | None:
+    """A metric's pretrained network, on ``device``: ``build()`` gives (model, weights.Resolved).
+
+    When its weight file is absent, fails verification or is refused (``weights.WeightsError``), the
+    metric ``name`` is recorded as missing with that reason and None is returned (never a 0); else
+    which file was loaded, and how it was checked, goes into the notes (``note``, ``<name>_weights``)."""
+    from mibench_core.weights import WeightsError
+
+    try:
+        model, found = build()
+    except WeightsError as exc:
+        res.set_missing(name, str(exc))
+        return None
+    res.notes[note or f"{name}_weights"] = f"{found.path} ({found.detail})"
+    return model.to(device)
 
 
 def mean_over_classes(per_class: dict[int, dict[str, float | None]], name: str) -> float | None:

@@ -52,6 +52,7 @@ METHODS = [
             "coverage": {"label": "coverage", "better": "higher", "meaning": "covers more private data"},
         },
         "defaults": {"k": 3},
+        "bounds": {"k": "[1, inf)"},
     },
     {
         "name": "eval_frechet",

@@ -64,6 +64,7 @@ METHODS = [
             "ssim": {"label": "SSIM", "better": "higher", "meaning": "closer"},
         },
         "defaults": {"max_reference_per_class": None},
+        "bounds": {"max_reference_per_class": "[1, inf)"},
     },
     {
         "name": "sok",

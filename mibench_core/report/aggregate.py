@@ -15,6 +15,12 @@ metric declares), so reports show every metric without a list of their own
 ``columns`` declaration).
 
 ``attack_classes.parquet``: one row per (run, class) with per-class values.
+
+Labels (``run``, ``dataset``, ``target``, ...) come from the config that asks
+for the table (``runs``), not from the manifests: a label is a name, so a
+renamed run reuses its artifacts and only the tables change. Every artifact
+read is first checked against its manifest (metric artifacts in full, the
+others' manifests by their own digest: the table reads nothing else of them).
 """
 
 from __future__ import annotations
@@ -37,10 +43,19 @@ def flatten(prefix: str, obj: Any, out: dict) -> dict:
     return out
 
 
-def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
-    """Rows for both tables from the metric artifact folders of every run."""
+def _manifest(folder: Path, what: str) -> dict:
+    store.check(folder, what, files=False)
+    return store.read_manifest(folder)
+
+
+def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """Rows for both tables from the metric artifact folders of every run.
+
+    ``runs``: attack id -> {run, dataset, target, defense, prior, attack} labels of its row (the plan's;
+    without it, the labels the artifacts were first built under)."""
     by_attack: dict[str, list[dict]] = {}
     for d in metric_dirs:
+        store.check(d, "metrics")
         manifest = store.read_manifest(d)
         manifest["_dir"] = str(d)
         by_attack.setdefault(manifest["inputs"]["attack"], []).append(manifest)
@@ -48,23 +63,27 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
     for attack_id, metric_manifests in by_attack.items():
         results_dir = Path(metric_manifests[0]["_dir"]).parent.parent
         dir_of = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks"}
-        attack = store.read_manifest(results_dir / "attacks" / attack_id)
+        attack = _manifest(results_dir / "attacks" / attack_id, "attack")
         m0 = metric_manifests[0]["inputs"]
-        target = store.read_manifest(results_dir / "models" / m0["target"])
-        evaluation = store.read_manifest(results_dir / "models" / m0["evaluation"])
-        data = store.read_manifest(results_dir / "data" / m0["data"])
+        target = _manifest(results_dir / "models" / m0["target"], "target model")
+        evaluation = _manifest(results_dir / "models" / m0["evaluation"], "evaluation model")
+        data = _manifest(results_dir / "data" / m0["data"], "data")
         prior = None
         if "prior" in attack["inputs"]:
-            prior = store.read_manifest(results_dir / dir_of["prior"] / attack["inputs"]["prior"])
-        label = attack["label"]
-        ds_label, target_label, defense_label, attack_label = label.split(".", 3)
+            prior = _manifest(results_dir / dir_of["prior"] / attack["inputs"]["prior"], "prior")
+        names = (runs or {}).get(attack_id)
+        if names is None:
+            ds_label, target_label, defense_label, attack_label = attack["label"].split(".", 3)
+            names = {"run": attack["label"], "dataset": ds_label, "target": target_label, "defense": defense_label,
+                     "prior": prior["label"].split(".")[1] if prior else None, "attack": attack_label}  # fmt: skip
+        label = names["run"]
         row: dict[str, Any] = {
             "run": label,
-            "dataset": ds_label,
-            "target": target_label,
-            "defense": defense_label,
-            "prior": prior["label"].split(".")[1] if prior else None,
-            "attack": attack_label,
+            "dataset": names["dataset"],
+            "target": names["target"],
+            "defense": names["defense"],
+            "prior": names["prior"],
+            "attack": names["attack"],
             "attack_name": attack["name"],
             "data_id": data["id"],
             "target_id": target["id"],
@@ -164,10 +183,10 @@ def column_title(column: str) -> tuple[str, str]:
     return title, hint
 
 
-def write_tables(metric_dirs: list[str], attacks_path: str, classes_path: str) -> None:
+def write_tables(metric_dirs: list[str], attacks_path: str, classes_path: str, runs: dict | None = None) -> None:
     import pandas as pd
 
-    rows, class_rows = collect(metric_dirs)
+    rows, class_rows = collect(metric_dirs, runs)
     for path, data in ((attacks_path, rows), (classes_path, class_rows)):
         df = pd.DataFrame(data)
         with store.atomic_path(path) as tmp:

@@ -33,8 +33,14 @@ def _show(ax, img: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def reconstruction_grid(attack_dir: str, data_dir: str, out: str, n_private: int = 4, max_recon: int = 8) -> None:
-    """Per class row: private training samples | reconstructions (eval-model independent)."""
+def reconstruction_grid(
+    attack_dir: str, data_dir: str, out: str, label: str | None = None, n_private: int = 4, max_recon: int = 8
+) -> None:
+    """Per class row: private training samples | reconstructions (eval-model independent).
+
+    ``label``: the run's label in the config (default: the one the attack was first built under)."""
+    store.check(attack_dir, "attack")
+    store.check(data_dir, "data")
     recon = store.load_tensors(Path(attack_dir) / "recon.safetensors")
     data = store.load_tensors(Path(data_dir) / "data.safetensors")
     info = store.read_manifest(data_dir)["results"]
@@ -59,19 +65,20 @@ def reconstruction_grid(attack_dir: str, data_dir: str, out: str, n_private: int
         axes[r, 0].set_ylabel(info["class_names"][c], rotation=0, ha="right", va="center", fontsize=8)
     axes[0, 0].set_title("private", fontsize=8, loc="left")
     axes[0, n_private + 1].set_title("reconstructions", fontsize=8, loc="left")
-    fig.suptitle(f"{manifest['label']}  ({manifest['id']})", fontsize=9)
+    fig.suptitle(f"{label or manifest['label']}  ({manifest['id']})", fontsize=9)
     _savefig(fig, out)
 
 
-def prior_samples(prior_dir: str, out: str) -> None:
+def prior_samples(prior_dir: str, out: str, label: str | None = None) -> None:
     import matplotlib.image as mpimg
 
+    store.check(prior_dir, "prior")
     img = mpimg.imread(Path(prior_dir) / "samples.png")
     manifest = store.read_manifest(prior_dir)
     fig, ax = plt.subplots(figsize=(5, 5.3))
     ax.imshow(img, cmap="gray")
     ax.axis("off")
-    ax.set_title(f"prior samples: {manifest['label']} ({manifest['id']})", fontsize=9)
+    ax.set_title(f"prior samples: {label or manifest['label']} ({manifest['id']})", fontsize=9)
     _savefig(fig, out)
 
 

@@ -12,8 +12,13 @@ rule aggregate_results:
         attacks=f"{TABLES}/attacks.parquet",
         classes=f"{TABLES}/attack_classes.parquet",
     params:
+        # The row labels come from the config. A plain value, so Snakemake compares it: renaming a
+        # run reruns this rule, not its artifacts (args, derived from the files, is not compared).
+        runs=RUN_LABELS,
         call="mibench_core.report.aggregate:write_tables",
-        args=lambda w, input, output: [[os.path.dirname(p) for p in input], output.attacks, output.classes],
+        args=lambda w, input, output: [
+            [os.path.dirname(p) for p in input], output.attacks, output.classes, json.loads(RUN_LABELS)
+        ],
     log:
         f"{R}/logs/report/aggregate_results.log",
     threads: res("report", "threads")
@@ -90,7 +95,10 @@ rule plot_reconstructions:
         ),
     params:
         call="mibench_core.report.figures:reconstruction_grid",
-        args=lambda w, input, output: [os.path.dirname(input.recon), os.path.dirname(input.data), output.figure],
+        # the title names the run as this config does
+        args=lambda w, input, output: [
+            os.path.dirname(input.recon), os.path.dirname(input.data), output.figure, w.label
+        ],
     log:
         f"{R}/logs/report/reconstructions/{{label}}.log",
     threads: res("report", "threads")
@@ -116,7 +124,7 @@ rule plot_prior_samples:
         ),
     params:
         call="mibench_core.report.figures:prior_samples",
-        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure],
+        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure, w.label],
     log:
         f"{R}/logs/report/priors/{{label}}.log",
     threads: res("report", "threads")
