@@ -279,7 +279,13 @@ def test_stage_runs_each_access_level_and_scores_against_the_victims(tiny, tmp_p
         assert f"{score}\n\n| technique | setting | conv1 | ReLU2 | fc1 |\n" in text, score
     assert "| inverse-net-noise | black-box, queries: random noise | — | — |" in text  # fc1 only
     report.depth_figure(str(table), str(tmp_path / "depth.png"))
-    report.reconstruction_grid([str(runs[0])], str(data_dir), str(table), str(tmp_path / "grid.png"))
+    report.reconstruction_grid([str(runs[0])], str(data_dir), str(table), str(tmp_path / "grid.png"), "digits.x.y")
+    # the plan's labels win over the ones the artifacts were built under (a relabel reruns no artifact)
+    relabel = {d.name: dict(report._labels_from_manifests(store.read_manifest(root / "scores"),
+                                                          store.read_manifest(d)), technique=f"t{i}")
+               for i, d in enumerate(runs)}  # fmt: skip
+    report.write_table([str(results / "split_metrics" / "scores")], str(table), relabel)
+    assert list(pd.read_parquet(table)["technique"]) == ["t0", "t1", "t2"]
     assert (tmp_path / "depth.png").stat().st_size > 0 and (tmp_path / "grid.png").stat().st_size > 0
 
 

@@ -142,6 +142,17 @@ def groups(plan) -> list[SplitGroup]:
     return out
 
 
+def row_labels(plan) -> dict[str, dict[str, str]]:
+    """Split id -> the labels of its table row (this config's, not the ones its artifact was built under)."""
+    out = {}
+    for g in groups(plan):
+        dataset, target, defense = g.label.split(".")
+        for (technique, point), nid in g.runs.items():
+            out[nid] = dict(run=plan.nodes[nid].label, group=g.label, dataset=dataset, target=target,
+                            defense=defense, technique=technique, split_point=point)  # fmt: skip
+    return out
+
+
 def group_by_label(plan) -> dict[str, SplitGroup]:
     return {g.label: g for g in groups(plan)}
 

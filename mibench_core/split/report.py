@@ -60,7 +60,18 @@ def _flatten(prefix: str, obj: Any, out: dict) -> None:
         out[prefix] = obj
 
 
-def collect(metric_dirs: list[str]) -> list[dict]:
+def _labels_from_manifests(metric_manifest: dict, run: dict) -> dict[str, str]:
+    """A row's labels from the names its artifacts were first built under (no plan at hand)."""
+    group = metric_manifest["label"].rsplit(".", 1)[0]
+    dataset, target, defense = group.split(".")
+    technique, point = run["label"][len(group) + 1 :].rsplit(".", 1)
+    return dict(run=run["label"], group=group, dataset=dataset, target=target, defense=defense,
+                technique=technique, split_point=point)  # fmt: skip
+
+
+def collect(metric_dirs: list[str], labels: dict[str, dict] | None = None) -> list[dict]:
+    """Rows of every split run scored in ``metric_dirs``. ``labels``: split id -> row labels (the plan's,
+    :func:`mibench_core.split.plan.row_labels`); without it, the labels the artifacts were built under."""
     rows = []
     for d in metric_dirs:
         d = Path(d)
@@ -70,8 +81,6 @@ def collect(metric_dirs: list[str]) -> list[dict]:
         inputs = manifest["inputs"]
         target = store.read_manifest(results_dir / "models" / inputs["target"])
         evaluation = store.read_manifest(results_dir / "models" / inputs["evaluation"])
-        group = manifest["label"].rsplit(".", 1)[0]
-        ds_label, target_label, defense_label = group.split(".")
         points = registry.get("arch", target["spec"]["arch"]).split_points
         for role in sorted(r for r in inputs if r.startswith("split")):
             sid = inputs[role]
@@ -79,10 +88,10 @@ def collect(metric_dirs: list[str]) -> list[dict]:
             res, sc = run["results"], scores[sid]
             entry = registry.get("split_attack", run["name"])
             params = run["spec"]["params"]
-            technique = run["label"][len(group) + 1 :].rsplit(".", 1)[0]
+            names = labels[sid] if labels is not None else _labels_from_manifests(manifest, run)
             row: dict[str, Any] = {
-                "run": run["label"], "group": group, "dataset": ds_label, "target": target_label,
-                "defense": defense_label, "technique": technique, "technique_name": run["name"],
+                **{k: names[k] for k in ("run", "group", "dataset", "target", "defense", "technique")},
+                "technique_name": run["name"],
                 "access": entry.access, "setting": setting(entry.access, params),
                 "data": params.get("data"), "structure": params.get("structure"),
                 "split_point": res["split_point"], "depth": points.index(res["split_point"]),
@@ -107,10 +116,10 @@ def collect(metric_dirs: list[str]) -> list[dict]:
     return rows
 
 
-def write_table(metric_dirs: list[str], out: str) -> None:
+def write_table(metric_dirs: list[str], out: str, labels: dict[str, dict] | None = None) -> None:
     import pandas as pd
 
-    rows = collect(metric_dirs)
+    rows = collect(metric_dirs, labels)
     with store.atomic_path(out) as tmp:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
 
@@ -210,7 +219,7 @@ def _show(ax, img: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def reconstruction_grid(run_dirs: list[str], data_dir: str, table: str, out: str, n: int = 8) -> None:
+def reconstruction_grid(run_dirs: list[str], data_dir: str, table: str, out: str, group: str, n: int = 8) -> None:
     """Originals (first row) and each technique's reconstructions of the same victims at one split point."""
     import pandas as pd
 
@@ -238,6 +247,5 @@ def reconstruction_grid(run_dirs: list[str], data_dir: str, table: str, out: str
         score = f"\n{_fmt(row['psnr'], 1)} dB, SSIM {_fmt(row['ssim'], 2)}" if row is not None else ""
         axes[r, 0].set_ylabel(name + score, rotation=0, ha="right", va="center", fontsize=7)
     point = runs[0][0]["results"]["split_point"]
-    group = runs[0][0]["label"].rsplit(".", 2)[0]
     fig.suptitle(f"{group}: reconstructions from {point}", fontsize=9)
     _savefig(fig, out)

@@ -2,17 +2,25 @@
 # table and figures (mibench_core/split/). `snakemake split_inference` builds only this track.
 from mibench_core.split.plan import final_targets as split_final_targets
 from mibench_core.split.plan import group_by_label as split_group_by_label
+from mibench_core.split.plan import row_labels as split_row_labels
 
 SPLIT_GROUPS = split_group_by_label(PLAN)
+# Split id -> the labels of its table row, from this config (JSON): the aggregate's params.runs.
+SPLIT_LABELS = json.dumps(split_row_labels(PLAN), sort_keys=True)
 
 
 def split_targets():
     return split_final_targets(PLAN, TABLES, REPORTS)
 
 
-def split_grid_inputs(wildcards):
+def split_grid_runs(wildcards):
+    """The split runs of one trained target at one split point, in the config's technique order."""
     group = SPLIT_GROUPS[wildcards.group]
-    ids = [nid for (_, point), nid in group.runs.items() if point == wildcards.point]
+    return [nid for (_, point), nid in group.runs.items() if point == wildcards.point]
+
+
+def split_grid_inputs(wildcards):
+    ids = split_grid_runs(wildcards)
     files = [PLAN.path(nid) for nid in ids] + [PLAN.path(nid, "manifest.json") for nid in ids]
     return files + [PLAN.path(PLAN.nodes[ids[0]].inputs["data"])]
 
@@ -35,6 +43,7 @@ rule run_split_attack:
         manifest=f"{R}/split/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/split/{{aid}}.log",
     benchmark:
@@ -47,7 +56,7 @@ rule run_split_attack:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule score_split_attacks:
@@ -58,6 +67,7 @@ rule score_split_attacks:
         manifest=f"{R}/split_metrics/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/split_metrics/{{aid}}.log",
     benchmark:
@@ -70,7 +80,7 @@ rule score_split_attacks:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
 rule aggregate_split_results:
@@ -78,6 +88,11 @@ rule aggregate_split_results:
         [PLAN.path(g.metric_id, "manifest.json") for g in SPLIT_GROUPS.values()],
     output:
         table=f"{TABLES}/split_inference.parquet",
+    params:
+        # row labels from the config (a plain value Snakemake compares: a relabel reruns this rule only)
+        runs=SPLIT_LABELS,
+        call="mibench_core.split.report:write_table",
+        args=lambda w, input, output: [[os.path.dirname(p) for p in input], output.table, json.loads(SPLIT_LABELS)],
     log:
         f"{R}/logs/report/aggregate_split_results.log",
     threads: res("report", "threads")
@@ -87,7 +102,7 @@ rule aggregate_split_results:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/split_report.py"
+        "../scripts/report.py"
 
 
 rule render_split_table:
@@ -100,6 +115,9 @@ rule render_split_table:
             category="8. Split inference",
             subcategory="Tables",
         ),
+    params:
+        call="mibench_core.split.report:markdown_table",
+        args=lambda w, input, output: [input.table, output.markdown],
     log:
         f"{R}/logs/report/render_split_table.log",
     threads: res("report", "threads")
@@ -109,7 +127,7 @@ rule render_split_table:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/split_report.py"
+        "../scripts/report.py"
 
 
 rule plot_split_depth:
@@ -122,6 +140,9 @@ rule plot_split_depth:
             category="8. Split inference",
             subcategory="Figures",
         ),
+    params:
+        call="mibench_core.split.report:depth_figure",
+        args=lambda w, input, output: [input.table, output.figure],
     log:
         f"{R}/logs/report/plot_split_depth.log",
     threads: res("report", "threads")
@@ -131,7 +152,7 @@ rule plot_split_depth:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/split_report.py"
+        "../scripts/report.py"
 
 
 rule plot_split_grid:
@@ -145,6 +166,15 @@ rule plot_split_grid:
             category="8. Split inference",
             subcategory="Reconstructions",
         ),
+    params:
+        call="mibench_core.split.report:reconstruction_grid",
+        args=lambda w, input, output: [
+            [PLAN.nodes[nid].directory(R) for nid in split_grid_runs(w)],
+            os.path.dirname(input.runs[-1]),
+            input.table,
+            output.figure,
+            w.group,
+        ],
     wildcard_constraints:
         group="[A-Za-z0-9_.-]+",
         point="[A-Za-z0-9_]+",
@@ -157,4 +187,4 @@ rule plot_split_grid:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/split_report.py"
+        "../scripts/report.py"
