@@ -277,6 +277,7 @@ def validate(config: dict) -> dict:
     cfg = copy.deepcopy(dict(config))
     cfg = _coerce_numbers(cfg, schema, schema)
     _refuse_non_finite(cfg, [])
+    _check_replicates_vary(cfg)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -345,6 +346,7 @@ def validate(config: dict) -> dict:
     _check_defense_scopes(cfg)
     _check_output_defenses(cfg)
     _check_external_digests(cfg)
+    _check_rank_by(cfg)
 
     prior_by_label = {p["label"]: p for p in cfg["priors"]}
     for i, atk in enumerate(cfg["attacks"]):
@@ -413,6 +415,43 @@ def _check_output_defenses(cfg: dict) -> None:
             p = item["params"]
             item["label"] = item["name"] + "".join(str(v) for _, v in sorted(p.items())).replace(".", "p")
     _labels(cfg["output_defenses"], "name", "output_defenses")
+
+
+REPLICATED_STAGES = ("target", "prior", "attack")
+
+
+def _check_replicates_vary(cfg: dict) -> None:
+    """``replicates.vary`` names stages a seed re-draws; the data and the evaluation model are fixed."""
+    vary = (cfg.get("replicates") or {}).get("vary")
+    if not isinstance(vary, list):
+        return  # the schema reports a wrong type
+    for i, stage in enumerate(vary):
+        if stage in ("data", "dataset", "evaluation", "metric", "metrics"):
+            raise ConfigError(
+                f"config key 'replicates.vary[{i}]': {stage!r} never varies (every replicate is measured on the "
+                f"same data, by the same evaluation model and metrics); vary any of {', '.join(REPLICATED_STAGES)}"
+            )
+
+
+def _check_rank_by(cfg: dict) -> None:
+    """``statistics.rank_by``: values a metric declares (``columns``), with a direction (``better``)."""
+    declared: dict[str, dict] = {}
+    for entry in registry.REGISTRIES["metric"].values():
+        for col, spec in entry.columns.items():
+            declared.setdefault(col, spec)
+    for i, name in enumerate(cfg["statistics"]["rank_by"]):
+        base = name.split(".", 1)[0]  # acc1.<label>: a labelled copy of a metric entry
+        spec = declared.get(name) or declared.get(base)
+        if spec is None:
+            raise ConfigError(
+                f"config key 'statistics.rank_by[{i}]': no metric reports {name!r}; "
+                f"declared values: {', '.join(sorted(declared))}"
+            )
+        if spec.get("better") not in ("higher", "lower"):
+            raise ConfigError(
+                f"config key 'statistics.rank_by[{i}]': {name!r} has no direction (its metric declares no "
+                "'better'), so it cannot rank methods"
+            )
 
 
 def _check_external_digests(cfg: dict) -> None:

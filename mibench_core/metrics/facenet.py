@@ -261,4 +261,5 @@ def facenet_distance(
         values[m] = pairwise_sq_dists(e_rec, e_ref).min(1).values
         res.per_class[c] = {"facenet_dist": values[m].mean().item()}
     res.overall["facenet_dist"] = values.mean().item()
+    res.per_sample["facenet_dist"] = values
     return res

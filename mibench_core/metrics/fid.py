@@ -26,6 +26,10 @@ than 2048 samples (pytorch-fid's ``calculate_frechet_distance`` then adds
 ``scipy.linalg.sqrtm``; we call neither). FID with few samples is biased
 upwards: compare FIDs only at equal sample sizes.
 
+Interval: the Frechet distance recomputed on each of the stage's resamples of
+the reconstructions (``feature_space.frechet_interval``; the private features
+stay fixed).
+
 ``max_private`` caps the private reference images with a seeded random subset
 (null: all; InceptionV3 costs about 0.1 s an image on a CPU).
 """
@@ -38,6 +42,7 @@ import torch
 
 from mibench_core import weights
 from mibench_core.metrics.common import MetricContext, MetricResult, pretrained_or_missing
+from mibench_core.metrics.feature_space import frechet_interval
 from mibench_core.metrics.functional import frechet_distance_features
 from mibench_core.runtime import progress
 
@@ -112,4 +117,9 @@ def fid(ctx: MetricContext, max_private: int | None = None, batch_size: int = 50
     fake = inception_features(model, ctx.recon.double().add(1).div(2).clamp(0, 1), batch_size, "recon")
     real = inception_features(model, private, batch_size, "private")
     res.overall["fid"] = frechet_distance_features(fake, real)
+    ci, note = frechet_interval(ctx, fake, real)
+    if ci is not None:
+        res.ci["fid"] = ci
+    else:
+        res.ci_notes["fid"] = note
     return res

@@ -156,4 +156,5 @@ def lpips_distance(
         values[m] = nearest_lpips(model, ctx.recon[m], ref, resize)
         res.per_class[c] = {"lpips": values[m].mean().item()}
     res.overall["lpips"] = values.mean().item()
+    res.per_sample["lpips"] = values
     return res

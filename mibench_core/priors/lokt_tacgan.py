@@ -190,8 +190,8 @@ def train_tacgan(
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
-    from mibench_core.attacks.oracle import build_oracle
     from mibench_core.attacks.blackbox import make_postprocess
+    from mibench_core.attacks.oracle import build_oracle
 
     run = start(job)
     p, device = run.params, run.device

@@ -81,6 +81,10 @@ def metric_manifests():
     return [PLAN.path(m, "manifest.json") for run in PLAN.runs for m in run.metric_ids]
 
 
+def per_sample_files():
+    return [PLAN.path(m, "per_sample.safetensors") for run in PLAN.runs for m in run.metric_ids]
+
+
 # Label -> run / prior lookups are dicts: input functions run once per job, and a
 # linear scan there makes planning quadratic in the grid size (benchmarks/plan_time.py).
 RUNS_BY_LABEL = {r.label: r for r in PLAN.runs}
@@ -101,7 +105,15 @@ def final_targets():
     return [
         f"{TABLES}/attacks.parquet",
         f"{TABLES}/attack_classes.parquet",
+        f"{TABLES}/attacks_summary.parquet",
+        f"{TABLES}/ranking.parquet",
         f"{REPORTS}/tables/attacks.md",
+        f"{REPORTS}/tables/ranking.md",
+        f"{REPORTS}/tables/ranking.tex",
+        f"{REPORTS}/tables/paper_attacks.md",
+        f"{REPORTS}/tables/paper_attacks.tex",
+        f"{REPORTS}/tables/paper_defenses.md",
+        f"{REPORTS}/tables/paper_defenses.tex",
         f"{REPORTS}/figures/comparison.png",
         *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
         *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],

@@ -6,6 +6,7 @@ rule compute_metrics:
         node_inputs,
     output:
         metrics=f"{R}/metrics/{{aid}}/metrics.json",
+        per_sample=f"{R}/metrics/{{aid}}/per_sample.safetensors",
         manifest=f"{R}/metrics/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
