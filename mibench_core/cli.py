@@ -81,12 +81,11 @@ def cmd_list(_args) -> int:
 def cmd_plan(args) -> int:
     from collections import Counter
 
-    from mibench_core.plan import build
+    from mibench_core.plan import STAGE_DIRS, build
 
     plan = build(_load_config(args.configfile))
     counts = Counter(n.kind for n in plan.nodes.values())
-    kinds = ["data", "model", "prior", "attack", "metric"]
-    for kind in kinds + sorted(set(counts) - set(kinds)):  # then the split track's kinds, when planned
+    for kind in STAGE_DIRS:
         print(f"{kind:<8} {counts.get(kind, 0)}")
     print(f"runs     {len(plan.runs)}")
     if args.verbose:
