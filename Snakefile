@@ -45,6 +45,7 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/membership.smk"
+include: "workflow/rules/split.smk"
 
 
 rule all:

@@ -375,6 +375,9 @@ def validate(config: dict) -> dict:
     from mibench_core.membership.config import check_membership
 
     check_membership(cfg)
+    from mibench_core.split.config import validate_split
+
+    validate_split(cfg)  # the split-inference track's section
     return cfg
 
 

@@ -48,6 +48,7 @@ from mibench_core.stages import access_module, runner_module
 
 STAGE_DIRS = {"data": "data", "public": "public", "victims": "victims", "answers": "answers", "model": "models",
               "prior": "priors", "attack": "attacks", "metric": "metrics"}  # fmt: skip
+STAGE_DIRS.update({"split": "split", "split-metric": "split_metrics"})  # mibench_core/split/plan.py
 MAIN_FILE = {
     "data": "data.safetensors",
     "public": "public.safetensors",
@@ -57,6 +58,8 @@ MAIN_FILE = {
     "prior": "generator.safetensors",
     "attack": "recon.safetensors",
     "metric": "metrics.json",
+    "split": "recon.safetensors",
+    "split-metric": "metrics.json",
 }
 # membership inference (mibench_core/membership/plan.py)
 STAGE_DIRS.update(shadow="shadows", scenario="scenarios", mia="mia", mia_eval="mia_eval")
@@ -492,6 +495,9 @@ def build(config: dict) -> Plan:
                         )
                     )
     membership.expand(plan)
+    from mibench_core.split.plan import add_split_nodes
+
+    add_split_nodes(plan)  # the split-inference track (config key split_inference)
     return plan
 
 

@@ -27,6 +27,8 @@ RUNNERS = {
     "scenario": "mibench_core.membership.scenarios:run",
     "mia": "mibench_core.membership.common:run",
     "mia_eval": "mibench_core.membership.evaluate:run",
+    "split": "mibench_core.split.common:run",
+    "split-metric": "mibench_core.split.metrics:run",
 }
 
 # Access level -> ``builder(ctx, job, access, params)``: fills the attack context with what that

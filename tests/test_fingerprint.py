@@ -25,7 +25,7 @@ from mibench_core.stages import ACCESS_BUILDERS, RUNNERS, access_module, runner_
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "mibench_core"
 STAGE_OF_KIND = {"dataset": "data", "arch": "model", "defense": "model", "prior": "prior", "attack": "attack",
-                 "metric": "metric", "mia": "mia"}  # fmt: skip
+                 "metric": "metric", "mia": "mia", "split_attack": "split"}  # fmt: skip
 WHITE_BOX = {e.name for e in registry.REGISTRIES["attack"].values() if e.access == "white-box"}
 BLACK_BOX = set(registry.REGISTRIES["attack"]) - WHITE_BOX
 
@@ -116,7 +116,9 @@ def entries_of_node(node) -> list[registry.Entry]:
         return [registry.get("prior", node.name), *output]
     if node.kind in ("attack", "mia"):
         return [registry.get(node.kind, node.name), *output]
-    if node.kind in ("scenario", "mia_eval"):
+    if node.kind == "split":
+        return [registry.get("split_attack", node.name)]
+    if node.kind in ("scenario", "mia_eval", "split-metric"):
         return []
     return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
 

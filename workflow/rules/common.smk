@@ -123,6 +123,7 @@ def final_targets():
         f"{REPORTS}/tables/defense_matrix.md",
         f"{REPORTS}/tables/defense_matrix.tex",
         *membership_targets(),  # workflow/rules/membership.smk
+        *split_targets(),  # the split-inference track (workflow/rules/split.smk)
     ]
 
 
