@@ -50,6 +50,8 @@ from typing import Any
 import torch
 
 FORMAT = "mibench-stylegan2"
+# known weight files (mibench_core.weights.KNOWN) that are StyleGAN2-ADA network pickles
+CONVERTIBLE = ("stylegan2-ada-ffhq",)
 
 
 class UnsafePickleError(pickle.UnpicklingError):
