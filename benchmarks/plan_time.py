@@ -1,4 +1,4 @@
-"""How long planning takes as the grid grows (issue 9): `snakemake -n` on generated configs.
+"""How long planning takes as the grid grows: `snakemake -n` on generated configs.
 
     python benchmarks/plan_time.py                 # grids of about 1k, 2k, 5k and 10k jobs
     python benchmarks/plan_time.py --jobs 1000     # one size

@@ -9,9 +9,9 @@ Importing a module also runs its packages' ``__init__`` files, so those are
 part of the closure too.
 
 Imports done by name at run time (``importlib``: the registry loading a
-method, the stage runners of :mod:`mibench_core.stages`) are not followed;
-the plan adds those modules' closures explicitly, from the same mappings the
-jobs use.
+method, the stage runners and the attack stage's access builders of
+:mod:`mibench_core.stages`) are not followed; the plan adds those modules'
+closures explicitly, from the same mappings the jobs use.
 
 :func:`source_hash` hashes a file's syntax tree with docstrings, comments,
 formatting and the ``METHODS`` literal left out (line numbers are not part

@@ -21,7 +21,7 @@ from typing import Any
 
 from mibench_core import registry
 from mibench_core.fingerprint import of_modules, source_hash
-from mibench_core.stages import runner_module
+from mibench_core.stages import access_module, runner_module
 
 STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
 MAIN_FILE = {
@@ -163,9 +163,12 @@ class Plan:
 
 
 def _files(stage: str, *entries: registry.Entry) -> tuple[str, ...]:
-    """Files whose code produces an artifact: the import closures of the stage runner and of the
-    method modules it loads by name (mibench_core.fingerprint)."""
-    return of_modules(runner_module(stage), *(e.module for e in entries))
+    """Files whose code produces an artifact: the import closures of the stage runner, of the
+    method modules it loads by name and, for an attack, of its access level's context builder
+    (mibench_core.fingerprint, mibench_core.stages)."""
+    modules = [runner_module(stage), *(e.module for e in entries)]
+    modules += [access_module(e.access) for e in entries if e.kind == "attack"]
+    return of_modules(*modules)
 
 
 def _in_scope(defense: dict, dataset_label: str, target_label: str) -> bool:

@@ -17,6 +17,11 @@ imports, e.g. (``mibench_core/attacks/gmi.py``)::
         },
     ]
 
+Kind-specific keys are listed in :data:`OPTIONAL` (e.g. a metric's
+``columns``, how reports title its values; a defense's ``strength``) and
+documented, with the generated tables of every method, in
+``config/README.md`` (:mod:`mibench_core.docs`).
+
 This module reads those literals with :mod:`ast` (``ast.literal_eval``),
 never importing the method modules, so it stays stdlib-only and cheap while
 Snakemake parses the workflow; the job that runs a method imports it
@@ -36,9 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mibench_core.stages import ACCESS_BUILDERS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric")
-ACCESS_LEVELS = ("white-box", "probabilities", "top-k", "label")
+ACCESS_LEVELS = tuple(ACCESS_BUILDERS)  # white-box, probabilities, top-k, label: each has a context builder
 # Optional keys of a METHODS entry and their defaults (beside name, kind, call, description).
 OPTIONAL = {
     "defaults": {},
@@ -49,7 +56,11 @@ OPTIONAL = {
     "needs_target": False,  # prior: trained with the target's help, so one per target
     "needs_weights": False,  # metric: loads external weight files (their presence enters its id)
     "strength": [],  # defense / output: the parameters that set its strength (report labels)
+    # metric: the values it reports, {column: {"label": ..., "better": "higher" | "lower", "meaning": ...}}
+    # (how tables and figures name them; a value it reports but does not declare is shown under its own name)
+    "columns": {},
 }
+COLUMN_KEYS = ("label", "better", "meaning")
 
 
 class RegistryError(ValueError):
@@ -71,6 +82,7 @@ class Entry:
     needs_target: bool = False
     needs_weights: bool = False
     strength: tuple[str, ...] = ()
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -123,11 +135,22 @@ def _entries_of(path: Path) -> list[Entry]:
             raise RegistryError(f"{where}: METHODS[{i}]: kind {item['kind']!r} is not one of {', '.join(KINDS)}")
         if item.get("access", "white-box") not in ACCESS_LEVELS:
             raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {ACCESS_LEVELS}")
+        _check_columns(item.get("columns", {}), f"{where}: METHODS[{i}]")
         kw = {k: item.get(k, default) for k, default in OPTIONAL.items()}
         for k in ("priors", "aux", "strength"):
             kw[k] = tuple(kw[k])
         out.append(Entry(item["name"], item["kind"], module, item["call"], item["description"], **kw))
     return out
+
+
+def _check_columns(columns: Any, where: str) -> None:
+    if not isinstance(columns, dict):
+        raise RegistryError(f"{where}: columns must be a dict (column -> {{label, better, meaning}})")
+    for col, spec in columns.items():
+        if not isinstance(spec, dict) or not set(spec) <= set(COLUMN_KEYS) or "label" not in spec:
+            raise RegistryError(f"{where}: columns[{col!r}] must be a dict with a label (keys: {COLUMN_KEYS})")
+        if spec.get("better", "higher") not in ("higher", "lower"):
+            raise RegistryError(f"{where}: columns[{col!r}].better must be 'higher' or 'lower'")
 
 
 def discover(package_dir: Path = PACKAGE_DIR) -> dict[str, dict[str, Entry]]:

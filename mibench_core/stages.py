@@ -1,9 +1,12 @@
-"""The stage runners: which function runs each kind of job (stdlib only).
+"""The stage runners and the attack stage's access builders: which function runs what (stdlib only).
 
 ``mibench run --job`` dispatches on a job's kind through :data:`RUNNERS`, by
-name (so the command line imports only the stage it runs), and the plan adds
-each runner's import closure to the code fingerprint of that stage's
-artifacts (:mod:`mibench_core.fingerprint`): the same mapping serves both.
+name (so the command line imports only the stage it runs), and the attack
+stage prepares an attack's context through the builder of its registry
+``access`` in :data:`ACCESS_BUILDERS`, also by name. The plan adds each
+runner's and each builder's import closure to the code fingerprint of the
+artifacts they produce (:mod:`mibench_core.fingerprint`): the same mappings
+serve both, so what runs is what the id covers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,19 @@ RUNNERS = {
     "metric": "mibench_core.metrics.common:run",
 }
 
+# Access level -> ``builder(ctx, job, access, params)``: fills the attack context with what that
+# threat model sees and returns a callable applied to the attack's result afterwards (or None).
+ACCESS_BUILDERS = {
+    "white-box": "mibench_core.attacks.whitebox:prepare",
+    "probabilities": "mibench_core.attacks.blackbox:prepare",
+    "top-k": "mibench_core.attacks.blackbox:prepare",
+    "label": "mibench_core.attacks.blackbox:prepare",
+}
+
 
 def runner_module(kind: str) -> str:
     return RUNNERS[kind].split(":", 1)[0]
+
+
+def access_module(access: str) -> str:
+    return ACCESS_BUILDERS[access].split(":", 1)[0]

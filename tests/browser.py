@@ -1,4 +1,4 @@
-"""Headless Chromium over the DevTools protocol, stdlib only (issue 9: report test).
+"""Headless Chromium over the DevTools protocol, stdlib only (report test).
 
 :func:`render` opens a page in a fresh headless Chromium, waits for it to load
 and settle, and returns a PNG screenshot, the page's text and every console

@@ -17,7 +17,7 @@ def _few_threads():
 
 @pytest.fixture(scope="session")
 def smoke_local(tmp_path_factory):
-    """One local run of config/smoke.yaml per test session (issue 9: Slurm and report tests compare with it)."""
+    """One local run of config/smoke.yaml per test session (Slurm and report tests compare with it)."""
     from tests.smoke import run_local
 
     workdir = tmp_path_factory.mktemp("smoke-local")

@@ -1,4 +1,4 @@
-"""Shared helpers for tests that run config/smoke.yaml end to end (issue 9)."""
+"""Shared helpers for tests that run config/smoke.yaml end to end."""
 
 from __future__ import annotations
 

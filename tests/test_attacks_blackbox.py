@@ -243,7 +243,7 @@ def test_lokt_trains_only_through_label_oracle_and_attacks(tmp_path, monkeypatch
     res = lokt.run_attack(ctx, 2, 2, 4, 32, 1, 16, 1e-3, 3, 0.1, 2)
     assert res.info["queries_prior"] == results["queries"]
     assert ctx.oracle.queries == 32 + 6  # surrogate set + final check
-    from mibench_core.attacks.common import record_queries
+    from mibench_core.attacks.blackbox import record_queries
 
     record_queries(res, ctx.oracle)
     _check(res, ctx, 6, extra_queries=results["queries"])

@@ -1,4 +1,4 @@
-"""The `mibench` command line for people (issue 9): list, plan, show."""
+"""The `mibench` command line for people: list, plan, show."""
 
 from __future__ import annotations
 

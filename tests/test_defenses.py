@@ -236,15 +236,21 @@ def test_output_processing_functions():
     assert torch.allclose(output.confidence_noise(p, 0.0), p / p.sum(1, keepdim=True))
 
 
-def test_make_postprocess_specs():
+def test_make_postprocess_dispatches_through_the_registry():
+    from mibench_core.attacks.blackbox import make_postprocess
+
     p = torch.tensor([[0.1, 0.6, 0.3]])
-    assert output.make_postprocess(None) is None and output.make_postprocess({"name": "none"}) is None
-    assert torch.equal(output.make_postprocess({"name": "topk", "params": {"k": 1}})(p), output.top_k(p, 1))
-    assert torch.equal(output.make_postprocess("label_only")(p), torch.tensor([[0.0, 1.0, 0.0]]))
+    assert make_postprocess(None) is None and make_postprocess({"name": "none"}) is None
+    assert torch.equal(make_postprocess({"name": "topk", "params": {"k": 1}})(p), output.top_k(p, 1))
+    assert torch.equal(make_postprocess("label_only")(p), torch.tensor([[0.0, 1.0, 0.0]]))
+    assert torch.equal(make_postprocess("rounding")(torch.tensor([[0.123, 0.877]])), torch.tensor([[0.12, 0.88]]))
+    # the stochastic one receives the stream it is given, the others never see it
+    noisy = make_postprocess({"name": "noise", "params": {"std": 0.05}}, gen=torch.Generator().manual_seed(3))(p)
+    assert torch.equal(noisy, output.confidence_noise(p, 0.05, torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match="valid"):
-        output.make_postprocess({"name": "blur"})
+        make_postprocess({"name": "blur"})
     with pytest.raises(ValueError, match="no parameter"):
-        output.make_postprocess({"name": "topk", "params": {"kk": 1}})
+        make_postprocess({"name": "topk", "params": {"kk": 1}})
 
 
 # --- defended targets load through prepare, without retraining ------------------------------

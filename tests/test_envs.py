@@ -1,4 +1,4 @@
-"""Conda environments (issue 9): `snakemake --use-conda` cannot run here (no conda), so check
+"""Conda environments: `snakemake --use-conda` cannot run here (no conda), so check
 statically that each env file parses, pins exactly pyproject.toml's dependencies, installs
 this package, and that every rule that runs Python names an env file that exists."""
 

@@ -1,4 +1,4 @@
-"""IR-152 / FaceNet64 / FaceNet112 of the paper configs (issue 9). Built on the meta device
+"""IR-152 / FaceNet64 / FaceNet112 of the paper configs. Built on the meta device
 (shapes only, no memory or init time) except one small real forward pass."""
 
 from __future__ import annotations

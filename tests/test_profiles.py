@@ -1,4 +1,4 @@
-"""Execution profiles (issue 9): what the Slurm and generic cluster profiles hand to a scheduler."""
+"""Execution profiles: what the Slurm and generic cluster profiles hand to a scheduler."""
 
 from __future__ import annotations
 

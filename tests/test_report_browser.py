@@ -1,4 +1,4 @@
-"""The HTML report a person opens (issue 9): `snakemake --report` on the smoke run, rendered in
+"""The HTML report a person opens: `snakemake --report` on the smoke run, rendered in
 headless Chromium (Debian's `chromium`, apt-get installed by the test when missing, as root).
 
 Checks: every report() output of the DAG is in the report with its caption; the categories

@@ -1,4 +1,4 @@
-"""The smoke config through a real single-node Slurm (issue 9).
+"""The smoke config through a real single-node Slurm.
 
 Brings up munged, slurmctld and slurmd (Debian's ``slurm-wlm`` and ``munge``,
 installed with apt-get by this test when missing) with every state, spool,

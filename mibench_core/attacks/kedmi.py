@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.summary import summarise
+from mibench_core.priors.common import descend
 from mibench_core.runtime import progress
 
 METHODS = [
@@ -82,9 +83,7 @@ def optimise_distribution(
         loss = loss_fn(G(z), y).mean()
         if dist_loss is not None:
             loss = loss + dist_loss(mu, logvar).sum() / n_cls
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         if it % 50 == 0:  # .item() synchronises a GPU: only now and then
             bar.set_postfix(loss=f"{loss.item():.3f}")
     with torch.no_grad():
@@ -97,6 +96,16 @@ def optimise_distribution(
     return images, labels, z, info
 
 
+def distributional_attack(
+    ctx: AttackContext, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], desc: str, **search
+) -> AttackResult:
+    """:func:`optimise_distribution` for ``loss_fn`` (``search``: its keyword
+    parameters), with the target-side summary of its reconstructions."""
+    images, labels, z, info = optimise_distribution(ctx, loss_fn, desc=desc, **search)
+    more, extras = summarise(ctx, images, labels)
+    return AttackResult(images.cpu(), labels, {"latents": z.cpu(), **extras}, {**info, **more})
+
+
 def run_attack(
     ctx: AttackContext, per_class: int, iterations: int, lr: float, lambda_iden: float, samples_per_step: int
 ) -> AttackResult:
@@ -105,9 +114,5 @@ def run_attack(
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return kedmi_loss(D(x)[1], T(x), y, lambda_iden)
 
-    images, labels, z, info = optimise_distribution(
-        ctx, loss_fn, per_class=per_class, iterations=iterations, lr=lr, samples_per_step=samples_per_step,
-        desc="kedmi",
-    )  # fmt: skip
-    more, extras = summarise(ctx, images, labels)
-    return AttackResult(images.cpu(), labels, {"latents": z.cpu(), **extras}, {**info, **more})
+    search = {"per_class": per_class, "iterations": iterations, "lr": lr, "samples_per_step": samples_per_step}
+    return distributional_attack(ctx, loss_fn, "kedmi", **search)

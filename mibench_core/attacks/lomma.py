@@ -30,7 +30,7 @@ import torch
 
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.gmi import nesterov_step
-from mibench_core.attacks.kedmi import optimise_distribution
+from mibench_core.attacks.kedmi import distributional_attack
 from mibench_core.attacks.summary import summarise
 from mibench_core.data.common import to_model_range
 from mibench_core.priors.common import public_subset
@@ -165,9 +165,5 @@ def run_kedmi(
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return prior_term(D(x)[1]) + lambda_iden * lomma_identity(T, students, x, y, mu_pub, lam_reg)
 
-    images, labels, z, info = optimise_distribution(
-        ctx, loss_fn, per_class=per_class, iterations=iterations, lr=lr, samples_per_step=samples_per_step,
-        desc="lomma-kedmi",
-    )  # fmt: skip
-    more, extras = summarise(ctx, images, labels)
-    return AttackResult(images.cpu(), labels, {"latents": z.cpu(), **extras}, {**info, **more})
+    search = {"per_class": per_class, "iterations": iterations, "lr": lr, "samples_per_step": samples_per_step}
+    return distributional_attack(ctx, loss_fn, "lomma-kedmi", **search)

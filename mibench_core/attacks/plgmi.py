@@ -23,6 +23,7 @@ import torch
 
 from mibench_core.attacks.contract import AttackContext, AttackResult
 from mibench_core.attacks.summary import summarise
+from mibench_core.priors.common import descend
 from mibench_core.priors.plgmi_gan import augmenter, max_margin_loss
 from mibench_core.runtime import progress
 
@@ -57,9 +58,7 @@ def run_attack(ctx: AttackContext, per_class: int, iterations: int, lr: float, n
         x = G(z, y)
         per_latent = plgmi_loss([T(aug(x)) for _ in range(n_views)], y)
         loss = per_latent.mean()  # the authors' batch means; Adam is scale-free
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss)
         if it % 50 == 0:  # .item() synchronises a GPU: only now and then
             bar.set_postfix(loss=f"{loss.item():.3f}")
     with torch.no_grad():

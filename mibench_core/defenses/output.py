@@ -1,8 +1,10 @@
 """Output processing: what a black-box target releases instead of its full
-probability vector. Pure functions on a ``[N, K]`` probability tensor,
-applied by the query oracle (``Oracle(..., postprocess=make_postprocess(spec))``)
-before the attack's access level truncates further. The same trained model
-serves white-box rows (no processing) and black-box rows (processed).
+probability vector. Pure functions on a ``[N, K]`` probability tensor
+(registry kind ``output``), applied by the query oracle before the attack's
+access level truncates further; the black-box access builder looks them up
+through the registry like any other method
+(:func:`mibench_core.attacks.blackbox.make_postprocess`). The same trained
+model serves white-box rows (no processing) and black-box rows (processed).
 
 * ``topk``: keep the ``k`` largest probabilities, zero the rest (not
   renormalised: the released numbers are the model's own).
@@ -14,17 +16,14 @@ serves white-box rows (no processing) and black-box rows (processed).
   labels, whatever its access level).
 
 A spec is ``{"name": ..., "params": {...}}`` (or ``None`` / ``"none"`` for
-no processing); the names and defaults are in
-this module's ``METHODS`` literal (kind ``output``).
+no processing); the names and defaults are in this module's ``METHODS``
+literal. An entry's callable takes the probabilities and its parameters as
+keywords; one that declares ``gen`` also receives a random stream of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-
-from mibench_core import registry
 
 METHODS = [
     {
@@ -80,39 +79,3 @@ def confidence_noise(probs: torch.Tensor, std: float, gen: torch.Generator | Non
 
 def label_only(probs: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(probs).scatter(1, probs.argmax(dim=1, keepdim=True), 1.0)
-
-
-def validate_spec(spec: dict | str | None) -> dict | None:
-    """Normalise a spec: ``None`` for no processing, else ``{"name", "params"}`` with defaults merged."""
-    if spec is None or spec == "none" or (isinstance(spec, dict) and spec.get("name") in (None, "none")):
-        return None
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec["name"]
-    known = registry.REGISTRIES["output"]
-    if name not in known:
-        raise ValueError(f"unknown output processing {name!r}; valid: none, {', '.join(sorted(known))}")
-    defaults = known[name].defaults
-    params = dict(defaults)
-    for key, val in (spec.get("params") or {}).items():
-        if key not in defaults:
-            raise ValueError(f"output processing {name!r} has no parameter {key!r}; valid: {sorted(defaults) or '-'}")
-        params[key] = val
-    return {"name": name, "params": params}
-
-
-def make_postprocess(
-    spec: dict | str | None, gen: torch.Generator | None = None
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The callable the oracle applies to probabilities (``None``: release them unchanged)."""
-    spec = validate_spec(spec)
-    if spec is None:
-        return None
-    name, p = spec["name"], spec["params"]
-    if name == "topk":
-        return lambda probs: top_k(probs, int(p["k"]))
-    if name == "rounding":
-        return lambda probs: rounding(probs, int(p["decimals"]))
-    if name == "noise":
-        return lambda probs: confidence_noise(probs, float(p["std"]), gen)
-    return label_only

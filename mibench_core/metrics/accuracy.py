@@ -14,6 +14,10 @@ METHODS = [
         "kind": "metric",
         "call": "compute",
         "description": "Acc@1 (and Acc@5 with more than 5 classes) of the evaluation model on reconstructions",
+        "columns": {
+            "acc1": {"label": "Acc@1 (eval model)", "better": "higher", "meaning": "stronger attack"},
+            "acc5": {"label": "Acc@5 (eval model)", "better": "higher", "meaning": "stronger attack"},
+        },
     }
 ]
 

@@ -45,6 +45,9 @@ METHODS = [
         "kind": "metric",
         "call": "facenet_distance",
         "description": "min squared L2 in FaceNet (InceptionResnetV1) embeddings to private faces of the class",
+        "columns": {
+            "facenet_dist": {"label": "FaceNet distance", "better": "lower", "meaning": "same identity"},
+        },
         "defaults": {
             "pretrained": "vggface2",
             "face_dataset": None,

@@ -27,18 +27,30 @@ METHODS = [
         "kind": "metric",
         "call": "knn_distance",
         "description": "min squared L2 in the evaluation model's penultimate space to private images of the class",
+        "columns": {
+            "knn_dist": {"label": "KNN distance", "better": "lower", "meaning": "closer to private data"},
+        },
     },
     {
         "name": "feature_distance",
         "kind": "metric",
         "call": "feature_distance",
         "description": "L2 distance to the private class centroid in the evaluation model's penultimate space",
+        "columns": {
+            "feat_dist": {"label": "feature distance", "better": "lower", "meaning": "closer to class centroid"},
+        },
     },
     {
         "name": "prdc",
         "kind": "metric",
         "call": "prdc",
         "description": "precision / recall / density / coverage (Naeem et al. 2020) in evaluation feature space",
+        "columns": {
+            "precision": {"label": "precision", "better": "higher", "meaning": "more realistic"},
+            "recall": {"label": "recall", "better": "higher", "meaning": "more diverse"},
+            "density": {"label": "density"},
+            "coverage": {"label": "coverage", "better": "higher", "meaning": "covers more private data"},
+        },
         "defaults": {"k": 3},
     },
     {
@@ -46,6 +58,13 @@ METHODS = [
         "kind": "metric",
         "call": "eval_frechet",
         "description": "Frechet distance in the evaluation model's feature space (not InceptionV3 FID)",
+        "columns": {
+            "eval_fd": {
+                "label": "Frechet distance (eval features)",
+                "better": "lower",
+                "meaning": "closer distribution",
+            },
+        },
     },
 ]
 

@@ -47,6 +47,9 @@ METHODS = [
         "kind": "metric",
         "call": "fid",
         "description": "FID: Frechet distance of pytorch-fid InceptionV3 pool3 features (needs the FID weights)",
+        "columns": {
+            "fid": {"label": "FID (InceptionV3)", "better": "lower", "meaning": "closer distribution"},
+        },
         "defaults": {"max_private": None, "batch_size": 50},
         "needs_weights": True,
     }

@@ -45,6 +45,9 @@ METHODS = [
         "call": "lpips_distance",
         "description": "LPIPS v0.1 (Zhang et al. 2018) to the nearest private image of the class (needs backbone "
         "weights)",
+        "columns": {
+            "lpips": {"label": "LPIPS to nearest private", "better": "lower", "meaning": "closer"},
+        },
         "defaults": {"net": "alex", "resize": 64, "max_reference_per_class": None},
         "needs_weights": True,
     }

@@ -59,6 +59,10 @@ METHODS = [
         "call": "psnr_ssim",
         "description": "PSNR and Gaussian SSIM (Wang et al. 2004) to the targeted or nearest private image of the "
         "class",
+        "columns": {
+            "psnr": {"label": "PSNR (dB)", "better": "higher", "meaning": "closer"},
+            "ssim": {"label": "SSIM", "better": "higher", "meaning": "closer"},
+        },
         "defaults": {"max_reference_per_class": None},
     },
     {
@@ -66,6 +70,26 @@ METHODS = [
         "kind": "metric",
         "call": "sok",
         "description": "SoK sample-level metrics (Wen et al. 2025): S-Dis and coverage alpha under SSIM, PSNR, MSE",
+        "columns": {
+            "sok_ssim": {"label": "SoK S-Dis (SSIM)", "better": "higher", "meaning": "closer"},
+            "sok_psnr": {"label": "SoK S-Dis (PSNR)", "better": "higher", "meaning": "closer"},
+            "sok_mse": {"label": "SoK S-Dis (MSE)", "better": "lower", "meaning": "closer"},
+            "sok_alpha_ssim": {
+                "label": "SoK coverage alpha (SSIM)",
+                "better": "higher",
+                "meaning": "more targets recovered",
+            },
+            "sok_alpha_psnr": {
+                "label": "SoK coverage alpha (PSNR)",
+                "better": "higher",
+                "meaning": "more targets recovered",
+            },
+            "sok_alpha_mse": {
+                "label": "SoK coverage alpha (MSE)",
+                "better": "higher",
+                "meaning": "more targets recovered",
+            },
+        },
     },
 ]
 

@@ -22,10 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mibench_core import store
-from mibench_core.data.common import to_model_range
-from mibench_core.priors.common import n_blocks
-from mibench_core.runtime import pick_device, progress, seed_everything
+from mibench_core.priors.common import SamplesLatents, descend, image_shape, load_gan, n_blocks, start
 
 METHODS = [
     {
@@ -73,19 +70,25 @@ class Generator(nn.Module):
         return self.l2(self.l1(z).view(len(z), self.c0, 4, 4))
 
 
+def critic_trunk(dim: int, channels: int, resolution: int) -> tuple[list[nn.Module], int]:
+    """GMI's critic convolutions: stride-2 5x5, InstanceNorm (affine) after the first, LeakyReLU 0.2,
+    down to 4x4; returns (layers, channels of the last)."""
+    n_down = n_blocks(resolution)
+    layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
+    c = dim
+    for _ in range(n_down - 1):
+        layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), nn.InstanceNorm2d(2 * c, affine=True), nn.LeakyReLU(0.2)]
+        c *= 2
+    return layers, c
+
+
 class Critic(nn.Module):
     """WGAN-GP critic (GMI's DGWGAN): no BatchNorm, so the gradient penalty is per-sample."""
 
     def __init__(self, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_down = n_blocks(resolution)
-        layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
-        c = dim
-        for _ in range(n_down - 1):
-            layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), nn.InstanceNorm2d(2 * c, affine=True), nn.LeakyReLU(0.2)]
-            c *= 2
-        layers += [nn.Conv2d(c, 1, 4)]
-        self.net = nn.Sequential(*layers)
+        layers, c = critic_trunk(dim, channels, resolution)
+        self.net = nn.Sequential(*layers, nn.Conv2d(c, 1, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
@@ -102,77 +105,51 @@ def gradient_penalty(
 
 
 @dataclass
-class GANPrior:
+class GANPrior(SamplesLatents):
     generator: Generator
     critic: Critic
     z_dim: int
 
-    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, generator=gen)
+
+def networks(p: dict, shape: dict) -> tuple[Generator, Critic]:
+    """(G, D) for the spec's parameters and the data's ``channels`` and ``resolution``."""
+    return (
+        Generator(p["z_dim"], p["dim"], shape["channels"], shape["resolution"]),
+        Critic(p["dim"], shape["channels"], shape["resolution"]),
+    )
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
-    from torchvision.utils import save_image
+    run = start(job)
+    p = run.params
+    public = run.data["public_x"]
+    shape = image_shape(public)
+    G, D = (net.to(run.device) for net in networks(p, shape))
+    opt_g, opt_d = run.adam(G), run.adam(D)
+    bs = p["batch_size"]
+    real_batch = run.real_batches(public)
 
-    device = pick_device(job["device"])
-    gen = seed_everything(job["seed"])
-    p = job["spec"]["params"]
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
-    public = data["public_x"]
-    channels, resolution = public.shape[1], public.shape[-1]
-    G = Generator(p["z_dim"], p["dim"], channels, resolution).to(device)
-    D = Critic(p["dim"], channels, resolution).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    bs, n = p["batch_size"], len(public)
-    history = []
-    bar = progress(range(p["steps"]), desc="gmi-gan", unit="G-step")
-    perm, cursor = torch.randperm(n, generator=gen), 0
-    for step in bar:
-        for _ in range(p["n_critic"]):
-            if cursor + bs > n:
-                perm, cursor = torch.randperm(n, generator=gen), 0
-            real = to_model_range(public[perm[cursor : cursor + bs]]).to(device)
-            cursor += bs
-            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-            with torch.no_grad():
-                fake = G(z)
-            d_real, d_fake = D(real).mean(), D(fake).mean()
-            gp = gradient_penalty(D, real, fake, gen)
-            loss_d = d_fake - d_real + p["gp_weight"] * gp
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-        loss_g = -D(G(z)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if step % 50 == 0 or step == p["steps"] - 1:
-            wd = (d_real - d_fake).item()
-            history.append({"step": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(), "wasserstein": wd})
-            bar.set_postfix(wd=f"{wd:.3f}")
+    def d_step():
+        real, _ = real_batch()
+        with torch.no_grad():
+            fake = G(run.latents(bs))
+        d_real, d_fake = D(real).mean(), D(fake).mean()
+        loss_d = d_fake - d_real + p["gp_weight"] * gradient_penalty(D, real, fake, run.gen)
+        descend(opt_d, loss_d)
+        return {"loss_d": loss_d, "wasserstein": (d_real - d_fake).detach()}
+
+    def g_step():
+        loss_g = -D(G(run.latents(bs))).mean()
+        descend(opt_g, loss_g)
+        return {"loss_g": loss_g}
+
+    history = run.alternate(p["n_critic"], d_step, g_step, "gmi-gan")
     G.eval()
-    outdir = Path(job["outdir"])
-    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
-    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
     with torch.no_grad():
-        samples = G(torch.randn(64, p["z_dim"], generator=gen).to(device)).cpu()
-    with store.atomic_path(outdir / "samples.png") as tmp:
-        save_image(samples.add(1).div(2), str(tmp), nrow=8, format="png")
-    results = {"z_dim": p["z_dim"], "channels": channels, "resolution": resolution, "history": history}
-    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+        samples = G(run.latents(64))
+    return run.finish(G, D, samples, {"z_dim": p["z_dim"], **shape, "history": history})
 
 
 def load(prior_dir: str | Path, device="cpu") -> GANPrior:
-    manifest = store.read_manifest(prior_dir)
-    p, res = manifest["spec"]["params"], manifest["results"]
-    G = Generator(p["z_dim"], p["dim"], res["channels"], res["resolution"])
-    D = Critic(p["dim"], res["channels"], res["resolution"])
-    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
-    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
-    for net in (G, D):
-        net.to(device).eval()
-        for q in net.parameters():
-            q.requires_grad_(False)
+    G, D, p, _ = load_gan(prior_dir, networks, device)
     return GANPrior(G, D, p["z_dim"])

@@ -40,11 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core import store
-from mibench_core.data.common import to_model_range
-from mibench_core.priors.common import n_blocks, public_subset, save_grid, target_probs
-from mibench_core.priors.gmi_gan import Generator
-from mibench_core.runtime import pick_device, progress, seed_everything
+from mibench_core.priors.common import SamplesLatents, descend, image_shape, load_gan, start
+from mibench_core.priors.gmi_gan import Generator, critic_trunk
 
 METHODS = [
     {
@@ -92,14 +89,8 @@ class KDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, dim: int = 64, channels: int = 1, resolution: int = 32):
         super().__init__()
-        n_down = n_blocks(resolution)
-        layers: list[nn.Module] = [nn.Conv2d(channels, dim, 5, 2, 2), nn.LeakyReLU(0.2)]
-        c = dim
-        for _ in range(n_down - 1):
-            layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), nn.InstanceNorm2d(2 * c, affine=True), nn.LeakyReLU(0.2)]
-            c *= 2
-        layers += [nn.Flatten()]
-        self.conv = nn.Sequential(*layers)
+        layers, c = critic_trunk(dim, channels, resolution)
+        self.conv = nn.Sequential(*layers, nn.Flatten())
         self.feat_dim = c * 16
         self.mbd = MinibatchDiscrimination(self.feat_dim)
         self.fc = nn.Linear(self.feat_dim + self.mbd.out_features, num_classes)
@@ -146,110 +137,68 @@ def prior_term(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class KEDMIPrior:
+class KEDMIPrior(SamplesLatents):
     generator: Generator
     discriminator: KDiscriminator
     z_dim: int
     num_classes: int
-
-    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, generator=gen)
 
     def prior_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample realness loss of the attack (lower = more realistic)."""
         return prior_term(self.discriminator(x)[1])
 
 
+def networks(p: dict, shape: dict) -> tuple[Generator, KDiscriminator]:
+    """(G, D) for the spec's parameters and the data's ``channels``, ``resolution`` and ``num_classes``."""
+    return (
+        Generator(p["z_dim"], p["dim"], shape["channels"], shape["resolution"]),
+        KDiscriminator(shape["num_classes"], p["dim"], shape["channels"], shape["resolution"]),
+    )
+
+
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
     from mibench_core.models.train import load_classifier
 
-    device = pick_device(job["device"])
-    gen = seed_everything(job["seed"])
-    p = job["spec"]["params"]
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
-    target = load_classifier(job["inputs"]["target"]["dir"], device)
-    public = public_subset(data["public_x"], p["max_public"], gen)
-    channels, resolution = public.shape[1], public.shape[-1]
-    pseudo = target_probs(target, public, device)  # the target's soft labels of the public data
-    num_classes = pseudo.shape[1]
-    G = Generator(p["z_dim"], p["dim"], channels, resolution).to(device)
-    D = KDiscriminator(num_classes, p["dim"], channels, resolution).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    bs, n = p["batch_size"], len(public)
-    history = []
-    perm, cursor = torch.randperm(n, generator=gen), 0
+    run = start(job)
+    p, device = run.params, run.device
+    target = load_classifier(run.target_dir, device)
+    public, pseudo = run.labelled_public(target)  # the target's soft labels of the public data
+    shape = image_shape(public, pseudo.shape[1])
+    G, D = (net.to(device) for net in networks(p, shape))
+    opt_g, opt_d = run.adam(G), run.adam(D)
+    bs = p["batch_size"]
+    real_batch = run.real_batches(public, pseudo)
 
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal perm, cursor
-        if cursor + bs > n:
-            perm, cursor = torch.randperm(n, generator=gen), 0
-        idx = perm[cursor : cursor + bs]
-        cursor += bs
-        return to_model_range(public[idx]).to(device), pseudo[idx].to(device)
+    def d_step():
+        real, probs = real_batch()
+        with torch.no_grad():
+            fake = G(run.latents(bs))
+        _, logits_real = D(real)
+        _, logits_fake = D(fake)
+        loss_lab, loss_unlab = discriminator_loss(logits_real, logits_fake, probs)
+        descend(opt_d, loss_lab + loss_unlab)
+        return {"loss_d_lab": loss_lab, "loss_d_unlab": loss_unlab}
 
-    bar = progress(range(p["steps"]), desc="kedmi-gan", unit="G-step")
-    for step in bar:
-        for _ in range(p["n_dis"]):
-            real, probs = next_batch()
-            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-            with torch.no_grad():
-                fake = G(z)
-            _, logits_real = D(real)
-            _, logits_fake = D(fake)
-            loss_lab, loss_unlab = discriminator_loss(logits_real, logits_fake, probs)
-            loss_d = loss_lab + loss_unlab
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        real, _ = next_batch()
-        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-        feat_fake, logits_fake = D(G(z))
+    def g_step():
+        real, _ = real_batch()
+        feat_fake, logits_fake = D(G(run.latents(bs)))
         with torch.no_grad():
             feat_real, _ = D(real)
         loss_g = generator_loss(feat_real, feat_fake, logits_fake, p["entropy_weight"])
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if step % 50 == 0 or step == p["steps"] - 1:
-            history.append(
-                {
-                    "step": step,
-                    "loss_d_lab": loss_lab.item(),
-                    "loss_d_unlab": loss_unlab.item(),
-                    "loss_g": loss_g.item(),
-                }
-            )
-            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
+        descend(opt_g, loss_g)
+        return {"loss_g": loss_g}
+
+    history = run.alternate(p["n_dis"], d_step, g_step, "kedmi-gan")
     G.eval()
     D.eval()
-    outdir = Path(job["outdir"])
-    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
-    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
     with torch.no_grad():
-        samples = G(torch.randn(64, p["z_dim"], generator=gen).to(device)).cpu()
-        fake_pred = target(samples.to(device)).argmax(1).cpu()
-    save_grid(samples, outdir / "samples.png")
-    results = {
-        "z_dim": p["z_dim"],
-        "channels": channels,
-        "resolution": resolution,
-        "num_classes": num_classes,
-        "history": history,
-        "target_class_histogram_of_samples": torch.bincount(fake_pred, minlength=num_classes).tolist(),
-    }
-    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+        samples = G(run.latents(64))
+        fake_pred = target(samples).argmax(1).cpu()
+    histogram = torch.bincount(fake_pred, minlength=shape["num_classes"]).tolist()
+    results = {"z_dim": p["z_dim"], **shape, "history": history, "target_class_histogram_of_samples": histogram}
+    return run.finish(G, D, samples, results)
 
 
 def load(prior_dir: str | Path, device="cpu") -> KEDMIPrior:
-    manifest = store.read_manifest(prior_dir)
-    p, res = manifest["spec"]["params"], manifest["results"]
-    G = Generator(p["z_dim"], p["dim"], res["channels"], res["resolution"])
-    D = KDiscriminator(res["num_classes"], p["dim"], res["channels"], res["resolution"])
-    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
-    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
-    for net in (G, D):
-        net.to(device).eval()
-        for q in net.parameters():
-            q.requires_grad_(False)
+    G, D, p, res = load_gan(prior_dir, networks, device)
     return KEDMIPrior(G, D, p["z_dim"], res["num_classes"])

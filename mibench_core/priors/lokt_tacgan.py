@@ -41,11 +41,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from mibench_core import store
 from mibench_core.data.common import to_model_range
-from mibench_core.priors.common import n_blocks
+from mibench_core.priors.common import (
+    SamplesLatents,
+    Training,
+    descend,
+    image_shape,
+    load_gan,
+    n_blocks,
+    public_subset,
+    start,
+)
 from mibench_core.priors.gmi_gan import Generator
-from mibench_core.runtime import pick_device, progress, seed_everything
 
 METHODS = [
     {
@@ -108,15 +115,20 @@ class ACDiscriminator(nn.Module):
 
 
 @dataclass
-class TACGANPrior:
+class TACGANPrior(SamplesLatents):
     generator: ConditionalGenerator
     discriminator: ACDiscriminator
     z_dim: int
     num_classes: int
     queries: int  # label queries spent training this prior
 
-    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, generator=gen)
+
+def networks(p: dict, shape: dict) -> tuple[ConditionalGenerator, ACDiscriminator]:
+    """(G, D) for the spec's parameters and the data's ``channels``, ``resolution`` and ``num_classes``."""
+    return (
+        ConditionalGenerator(p["z_dim"], shape["num_classes"], p["dim"], shape["channels"], shape["resolution"]),
+        ACDiscriminator(shape["num_classes"], p["dim"], shape["channels"], shape["resolution"]),
+    )
 
 
 def train_tacgan(
@@ -125,102 +137,58 @@ def train_tacgan(
     """Train T-ACGAN from public uint8 images and a label-only oracle (never the model)."""
     if getattr(oracle, "access", None) != "label":
         raise TypeError("T-ACGAN is trained through a label-only oracle")
-    p = params
-    K = oracle.num_classes
-    channels, resolution = public.shape[1], public.shape[-1]
-    G = ConditionalGenerator(p["z_dim"], K, p["dim"], channels, resolution).to(device)
-    D = ACDiscriminator(K, p["dim"], channels, resolution).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
+    run, p, K = Training(device, gen, params), params, oracle.num_classes
+    G, D = (net.to(device) for net in networks(p, image_shape(public, K)))
+    opt_g, opt_d = run.adam(G), run.adam(D)
     with torch.no_grad():
         pub_y = torch.cat([oracle(to_model_range(public[i : i + 512]).to(device)) for i in range(0, len(public), 512)])
-    bs, n = p["batch_size"], len(public)
-    perm, cursor = torch.randperm(n, generator=gen), 0
-    history = []
-    bar = progress(range(p["steps"]), desc="lokt-tacgan", unit="G-step")
-    for step in bar:
-        for _ in range(p["n_dis"]):
-            if cursor + bs > n:
-                perm, cursor = torch.randperm(n, generator=gen), 0
-            idx = perm[cursor : cursor + bs]
-            cursor += bs
-            real, real_y = to_model_range(public[idx]).to(device), pub_y[idx].to(device)
-            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-            y = torch.randint(0, K, (bs,), generator=gen).to(device)
-            with torch.no_grad():
-                fake = G(z, y)
-                fake_y = oracle(fake)  # the target's hard labels of generated images
-            adv_r, cls_r = D(real)
-            adv_f, cls_f = D(fake)
-            loss_adv = F.relu(1 - adv_r).mean() + F.relu(1 + adv_f).mean()
-            loss_cls = F.cross_entropy(cls_r, real_y) + F.cross_entropy(cls_f, fake_y)
-            loss_d = loss_adv + loss_cls
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-        y = torch.randint(0, K, (bs,), generator=gen).to(device)
+    bs = p["batch_size"]
+    real_batch = run.real_batches(public, pub_y)
+
+    def d_step():
+        real, real_y = real_batch()
+        z, y = run.labelled_latents(bs, K)
+        with torch.no_grad():
+            fake = G(z, y)
+            fake_y = oracle(fake)  # the target's hard labels of generated images
+        adv_r, cls_r = D(real)
+        adv_f, cls_f = D(fake)
+        loss_adv = F.relu(1 - adv_r).mean() + F.relu(1 + adv_f).mean()
+        loss_cls = F.cross_entropy(cls_r, real_y) + F.cross_entropy(cls_f, fake_y)
+        loss_d = loss_adv + loss_cls
+        descend(opt_d, loss_d)
+        return {"loss_d": loss_d, "cls_agreement_fake": (cls_f.argmax(1) == fake_y).float().mean()}
+
+    def g_step():
+        z, y = run.labelled_latents(bs, K)
         adv, cls = D(G(z, y))
         loss_g = -adv.mean() + p["lambda_cls"] * F.cross_entropy(cls, y)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if step % 50 == 0 or step == p["steps"] - 1:
-            agree = (cls_f.argmax(1) == fake_y).float().mean().item()
-            history.append(
-                {"step": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(), "cls_agreement_fake": agree}
-            )
-            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", agree=f"{agree:.2f}")
+        descend(opt_g, loss_g)
+        return {"loss_g": loss_g}
+
+    history = run.alternate(p["n_dis"], d_step, g_step, "lokt-tacgan")
     G.eval()
     D.eval()
     return G, D, history
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
-    from torchvision.utils import save_image
-
     from mibench_core.attacks.oracle import build_oracle
 
-    device = pick_device(job["device"])
-    gen = seed_everything(job["seed"])
-    p = job["spec"]["params"]
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
-    public = data["public_x"]
-    if p["public_samples"] is not None and p["public_samples"] < len(public):
-        public = public[torch.randperm(len(public), generator=gen)[: p["public_samples"]]]
+    run = start(job)
+    p, device = run.params, run.device
+    public = public_subset(run.data["public_x"], p["public_samples"], run.gen)
     # The target is reachable only through this label-only oracle.
-    oracle = build_oracle(job["inputs"]["target"]["dir"], "label", device)
-    G, D, history = train_tacgan(public, oracle, p, device, gen)
-    K = oracle.num_classes
-    outdir = Path(job["outdir"])
-    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
-    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
+    oracle = build_oracle(run.target_dir, "label", device)
+    G, D, history = train_tacgan(public, oracle, p, device, run.gen)
+    K, rows = oracle.num_classes, 8
     with torch.no_grad():
-        rows = 8
         y = torch.arange(K).repeat_interleave(rows).to(device)
-        samples = G(torch.randn(len(y), p["z_dim"], generator=gen).to(device), y).cpu()
-    with store.atomic_path(outdir / "samples.png") as tmp:
-        save_image(samples.add(1).div(2), str(tmp), nrow=rows, format="png")
-    results = {
-        "z_dim": p["z_dim"],
-        "num_classes": K,
-        "channels": public.shape[1],
-        "resolution": public.shape[-1],
-        "queries": oracle.queries,
-        "history": history,
-    }
-    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+        samples = G(run.latents(len(y)), y)
+    results = {"z_dim": p["z_dim"], **image_shape(public, K), "queries": oracle.queries, "history": history}
+    return run.finish(G, D, samples, results, nrow=rows)
 
 
 def load(prior_dir: str | Path, device="cpu") -> TACGANPrior:
-    manifest = store.read_manifest(prior_dir)
-    p, res = manifest["spec"]["params"], manifest["results"]
-    G = ConditionalGenerator(p["z_dim"], res["num_classes"], p["dim"], res["channels"], res["resolution"])
-    D = ACDiscriminator(res["num_classes"], p["dim"], res["channels"], res["resolution"])
-    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
-    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
-    for net in (G, D):
-        net.to(device).eval()
-        for q in net.parameters():
-            q.requires_grad_(False)
+    G, D, p, res = load_gan(prior_dir, networks, device)
     return TACGANPrior(G, D, p["z_dim"], res["num_classes"], res["queries"])

@@ -34,8 +34,8 @@ from torch import nn
 from mibench_core import store
 from mibench_core.data.common import to_model_range
 from mibench_core.models.classifiers import build
-from mibench_core.priors.common import public_subset, save_grid, target_probs
-from mibench_core.runtime import pick_device, progress, seed_everything
+from mibench_core.priors.common import freeze, save_grid, start, target_probs
+from mibench_core.runtime import progress
 
 METHODS = [
     {
@@ -88,16 +88,12 @@ def _student_specs(p: dict, target_spec: dict) -> list[tuple[str, dict]]:
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
     from mibench_core.models.train import augment_batch, load_classifier
 
-    device = pick_device(job["device"])
-    gen = seed_everything(job["seed"])
-    p = job["spec"]["params"]
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
-    target_dir = job["inputs"]["target"]["dir"]
-    T = load_classifier(target_dir, device)
-    t_manifest = store.read_manifest(target_dir)
+    run = start(job)
+    p, gen, device, data = run.params, run.gen, run.device, run.data
+    T = load_classifier(run.target_dir, device)
+    public, teacher = run.labelled_public(T)
+    t_manifest = store.read_manifest(run.target_dir)
     t_res = t_manifest["results"]
-    public = public_subset(data["public_x"], p["max_public"], gen)
-    teacher = target_probs(T, public, device)
     K = teacher.shape[1]
     specs = _student_specs(p, t_manifest["spec"])
     state: dict[str, torch.Tensor] = {}
@@ -134,7 +130,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
         log.info("student %d (%s %s): agreement %.3f, private test acc %.3f", i, arch, params, agree_pub, test_acc)
         state.update({f"student{i}.{k}": v for k, v in S.state_dict().items()})
         models.append(S)
-    outdir = Path(job["outdir"])
+    outdir = run.outdir
     store.save_tensors(outdir / "generator.safetensors", state)
     rows = []
     for c in range(K):
@@ -159,8 +155,5 @@ def load(prior_dir: str | Path, device="cpu") -> Students:
         S = build(s["arch"], s["arch_params"], res["num_classes"], res["channels"], res["resolution"])
         prefix = f"student{i}."
         S.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-        S.to(device).eval()
-        for q in S.parameters():
-            q.requires_grad_(False)
-        models.append(S)
+        models.append(freeze(S, device))
     return Students(models)

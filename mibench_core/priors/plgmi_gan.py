@@ -35,10 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from mibench_core import store
-from mibench_core.data.common import to_model_range
-from mibench_core.priors.common import n_blocks, public_subset, save_grid, target_probs
-from mibench_core.runtime import pick_device, progress, seed_everything
+from mibench_core.priors.common import SamplesLatents, descend, image_shape, load_gan, n_blocks, start
 
 METHODS = [
     {
@@ -215,97 +212,74 @@ def select_top_n(probs: torch.Tensor, top_n: int) -> tuple[torch.Tensor, torch.T
 
 
 @dataclass
-class PLGPrior:
+class PLGPrior(SamplesLatents):
     generator: CondGenerator
     discriminator: ProjectionDiscriminator
     z_dim: int
     num_classes: int
 
-    def sample_z(self, n: int, gen: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, generator=gen)
+
+def networks(p: dict, shape: dict) -> tuple[CondGenerator, ProjectionDiscriminator]:
+    """(G, D) for the spec's parameters and the data's ``channels``, ``resolution`` and ``num_classes``."""
+    return (
+        CondGenerator(shape["num_classes"], p["z_dim"], p["dim"], shape["channels"], shape["resolution"]),
+        ProjectionDiscriminator(shape["num_classes"], p["dim"], shape["channels"], shape["resolution"]),
+    )
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
     from mibench_core.models.train import load_classifier
 
-    device = pick_device(job["device"])
-    gen = seed_everything(job["seed"])
-    p = job["spec"]["params"]
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
-    T = load_classifier(job["inputs"]["target"]["dir"], device)
-    public = public_subset(data["public_x"], p["max_public"], gen)
-    channels, resolution = public.shape[1], public.shape[-1]
-    probs = target_probs(T, public, device)
+    run = start(job)
+    p, device = run.params, run.device
+    T = load_classifier(run.target_dir, device)
+    public, probs = run.labelled_public(T)
     K = probs.shape[1]
+    shape = image_shape(public, K)
     sel, pseudo = select_top_n(probs, p["top_n"])
     images = public[sel]
-    G = CondGenerator(K, p["z_dim"], p["dim"], channels, resolution).to(device)
-    D = ProjectionDiscriminator(K, p["dim"], channels, resolution).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    opt_d = torch.optim.Adam(D.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]))
-    aug = augmenter(resolution, channels)
-    bs, n = p["batch_size"], len(images)
-    history = []
-    bar = progress(range(p["steps"]), desc="plgmi-gan", unit="G-step")
-    for step in bar:
-        for _ in range(p["n_dis"]):
-            idx = torch.randint(0, n, (bs,), generator=gen)
-            real, y_real = to_model_range(images[idx]).to(device), pseudo[idx].to(device)
-            z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-            y_fake = torch.randint(0, K, (bs,), generator=gen).to(device)
-            with torch.no_grad():
-                fake = G(z, y_fake)
-            loss_d = hinge_d_loss(D(real, y_real), D(fake, y_fake))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        z = torch.randn(bs, p["z_dim"], generator=gen).to(device)
-        y_fake = torch.randint(0, K, (bs,), generator=gen).to(device)
+    G, D = (net.to(device) for net in networks(p, shape))
+    opt_g, opt_d = run.adam(G), run.adam(D)
+    aug = augmenter(shape["resolution"], shape["channels"])
+    bs = p["batch_size"]
+    real_batch = run.real_batches(images, pseudo, replacement=True)
+
+    def d_step():
+        real, y_real = real_batch()
+        z, y_fake = run.labelled_latents(bs, K)
+        with torch.no_grad():
+            fake = G(z, y_fake)
+        loss_d = hinge_d_loss(D(real, y_real), D(fake, y_fake))
+        descend(opt_d, loss_d)
+        return {"loss_d": loss_d}
+
+    def g_step():
+        z, y_fake = run.labelled_latents(bs, K)
         fake = G(z, y_fake)
         loss_adv = -D(fake, y_fake).mean()
         loss_inv = max_margin_loss(T(aug(fake)), y_fake)
-        loss_g = loss_adv + p["alpha"] * loss_inv
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if step % 50 == 0 or step == p["steps"] - 1:
-            history.append(
-                {"step": step, "loss_d": loss_d.item(), "loss_g_adv": loss_adv.item(), "loss_g_inv": loss_inv.item()}
-            )
-            bar.set_postfix(d=f"{loss_d.item():.3f}", inv=f"{loss_inv.item():.3f}")
+        descend(opt_g, loss_adv + p["alpha"] * loss_inv)
+        return {"loss_g_adv": loss_adv, "loss_g_inv": loss_inv}
+
+    history = run.alternate(p["n_dis"], d_step, g_step, "plgmi-gan")
     G.eval()
     D.eval()
-    outdir = Path(job["outdir"])
-    store.save_tensors(outdir / "generator.safetensors", G.state_dict())
-    store.save_tensors(outdir / "discriminator.safetensors", D.state_dict())
     per = max(1, 64 // K)
     with torch.no_grad():
         y = torch.arange(K).repeat_interleave(per).to(device)
-        samples = G(torch.randn(len(y), p["z_dim"], generator=gen).to(device), y)
+        samples = G(run.latents(len(y)), y)
         acc = (T(samples).argmax(1) == y).float().mean().item()
-    save_grid(samples.cpu(), outdir / "samples.png", nrow=per)  # one row per class
     results = {
         "z_dim": p["z_dim"],
-        "channels": channels,
-        "resolution": resolution,
-        "num_classes": K,
-        "pseudo_labelled": int(n),
+        **shape,
+        "pseudo_labelled": len(images),
         "pseudo_labelled_per_class": torch.bincount(pseudo, minlength=K).tolist(),
         "target_acc_on_conditional_samples": acc,
         "history": history,
     }
-    return ["generator.safetensors", "discriminator.safetensors", "samples.png"], results, str(device)
+    return run.finish(G, D, samples, results, nrow=per)  # one row per class
 
 
 def load(prior_dir: str | Path, device="cpu") -> PLGPrior:
-    manifest = store.read_manifest(prior_dir)
-    p, res = manifest["spec"]["params"], manifest["results"]
-    G = CondGenerator(res["num_classes"], p["z_dim"], p["dim"], res["channels"], res["resolution"])
-    D = ProjectionDiscriminator(res["num_classes"], p["dim"], res["channels"], res["resolution"])
-    G.load_state_dict(store.load_tensors(Path(prior_dir) / "generator.safetensors"))
-    D.load_state_dict(store.load_tensors(Path(prior_dir) / "discriminator.safetensors"))
-    for net in (G, D):
-        net.to(device).eval()
-        for q in net.parameters():
-            q.requires_grad_(False)
+    G, D, p, res = load_gan(prior_dir, networks, device)
     return PLGPrior(G, D, p["z_dim"], res["num_classes"])

@@ -16,30 +16,6 @@ import torch  # noqa: E402
 from mibench_core import store  # noqa: E402
 from mibench_core.data.common import to_model_range  # noqa: E402
 
-METRIC_LABELS = {
-    "acc1": ("Acc@1 (eval model)", "higher = stronger attack"),
-    "acc5": ("Acc@5 (eval model)", "higher = stronger attack"),
-    "knn_dist": ("KNN distance", "lower = closer to private data"),
-    "feat_dist": ("feature distance", "lower = closer to class centroid"),
-    "eval_fd": ("Frechet distance (eval features)", "lower = closer distribution"),
-    "precision": ("precision", "higher = more realistic"),
-    "recall": ("recall", "higher = more diverse"),
-    "density": ("density", ""),
-    "coverage": ("coverage", "higher = covers more private data"),
-    # issue 7 (metric fidelity)
-    "fid": ("FID (InceptionV3)", "lower = closer distribution"),
-    "lpips": ("LPIPS to nearest private", "lower = closer"),
-    "psnr": ("PSNR (dB)", "higher = closer"),
-    "ssim": ("SSIM", "higher = closer"),
-    "facenet_dist": ("FaceNet distance", "lower = same identity"),
-    "sok_ssim": ("SoK S-Dis (SSIM)", "higher = closer"),
-    "sok_psnr": ("SoK S-Dis (PSNR)", "higher = closer"),
-    "sok_mse": ("SoK S-Dis (MSE)", "lower = closer"),
-    "sok_alpha_ssim": ("SoK coverage alpha (SSIM)", "higher = more targets recovered"),
-    "sok_alpha_psnr": ("SoK coverage alpha (PSNR)", "higher = more targets recovered"),
-    "sok_alpha_mse": ("SoK coverage alpha (MSE)", "higher = more targets recovered"),
-}
-
 
 def _savefig(fig, path: str | Path) -> None:
     with store.atomic_path(path) as tmp:
@@ -119,10 +95,10 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     import pandas as pd
     import seaborn as sns
 
-    from mibench_core.report.aggregate import metric_columns
+    from mibench_core.report.aggregate import column_title, metric_columns
 
     df = pd.read_parquet(attacks_parquet).sort_values("run").reset_index(drop=True)
-    all_metrics = metric_columns(list(df.columns))
+    all_metrics = metric_columns(df)
     metrics = [m for m in all_metrics if df[m].notna().any()]
     absent = [m for m in all_metrics if m not in metrics]
     labels = short_run_labels(list(df["run"]))
@@ -142,7 +118,7 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
             ax.text(0.01, yi, "missing", va="center", fontsize=7, color="#a00",
                     transform=ax.get_yaxis_transform())  # fmt: skip
         ax.set_ylim(len(df) - 0.5, -0.5)
-        title, hint = METRIC_LABELS.get(m, (m, ""))
+        title, hint = column_title(m)
         ax.set_title(f"{title}\n({hint})" if hint else title, fontsize=9)
         ax.tick_params(labelsize=8)
     for ax in axes[:, 0]:
@@ -150,7 +126,7 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     if absent:
-        names = ", ".join(METRIC_LABELS.get(m, (m, ""))[0] for m in absent)
+        names = ", ".join(column_title(m)[0] for m in absent)
         fig.text(0.01, 0.0, f"missing for every run (reasons in the Markdown table): {names}", fontsize=8,
                  color="#a00", ha="left", va="top")  # fmt: skip
     if not metrics:
@@ -168,7 +144,7 @@ def markdown_table(attacks_parquet: str, out: str) -> None:
     from mibench_core.report.aggregate import metric_columns
 
     df = pd.read_parquet(attacks_parquet)
-    metrics = metric_columns(list(df.columns))
+    metrics = metric_columns(df)
     cols = ["dataset", "target", "defense", "attack", "target_test_acc", *metrics]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
@@ -199,6 +175,8 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
     drawn at 0."""
     import pandas as pd
 
+    from mibench_core.report.aggregate import column_title
+
     df = pd.read_parquet(attacks_parquet)
     if "queries" not in df.columns:
         df["queries"] = None
@@ -223,7 +201,7 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
         ax.legend(fontsize=8, loc="best")
     else:
         ax.text(0.5, 0.5, "no run with counted queries and a value", ha="center", va="center", transform=ax.transAxes)
-    title, hint = METRIC_LABELS.get(metric, (metric, ""))
+    title, hint = column_title(metric)
     ax.set_xlabel("target queries per run (log scale)")
     ax.set_ylabel(title)
     if metric in ("acc1", "acc5"):

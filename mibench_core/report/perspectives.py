@@ -34,17 +34,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mibench_core import store  # noqa: E402
+from mibench_core import registry, store  # noqa: E402
+from mibench_core.report import PERSPECTIVES as PERSPECTIVE_NAMES  # noqa: E402
 
-# The parameter that sets each defense's strength (shown in tables and on points).
-STRENGTH = {
-    "mid": ("beta",),
-    "bido": ("a1", "a2", "estimator"),
-    "negative-ls": ("alpha",),
-    "tl": ("frozen_fraction",),
-    "dp-sgd": ("noise_multiplier",),
-    "adv-training": ("eps",),
-}
 METRICS = (("acc1", "attack Acc@1 (higher = more leakage)"), ("knn_dist", "KNN distance (lower = more leakage)"))
 
 
@@ -114,9 +106,10 @@ def load(attacks_parquet: str):
 
 
 def strength(row) -> str:
-    name = row.get("target.defense.name", "none")
+    """The row's defense strength, ``beta=0.003``: the parameters its registry entry names (``strength``)."""
+    entry = registry.REGISTRIES["defense"].get(row.get("target.defense.name", "none"))
     parts = []
-    for key in STRENGTH.get(name, ()):
+    for key in entry.strength if entry is not None else ():
         v = row.get(f"target.defense.params.{key}")
         if v is not None and not (isinstance(v, float) and math.isnan(v)):
             parts.append(f"{key}={_fmt(v)}")
@@ -381,12 +374,8 @@ def defense_matrix(attacks_parquet: str, md_out: str, tex_out: str) -> None:
     _write_text(tex_out, "\n".join(tex) + "\n")
 
 
-PERSPECTIVES = {
-    "privacy_utility": privacy_utility,
-    "predictive_power": predictive_power,
-    "resolution": resolution,
-    "robustness": robustness,
-}
+# name (mibench_core.report.PERSPECTIVES, the workflow's wildcard values) -> function of that name
+PERSPECTIVES = {name: globals()[name] for name in PERSPECTIVE_NAMES}
 
 
 def summary(attacks_parquet: str) -> dict:

@@ -2,6 +2,8 @@
 # Input functions only; no rule lives here.
 import json
 
+from mibench_core.report import PERSPECTIVES
+
 R = CFG["results_dir"]
 TABLES = CFG["output"]["tables"]
 REPORTS = CFG["output"]["reports"]
@@ -55,12 +57,9 @@ def prior_by_label(label):
     return PRIORS_BY_LABEL[label]
 
 
-# Defense perspectives (issue 6): always rendered; one whose data a config lacks
-# says so in its figure and table instead of failing.
-PERSPECTIVES = ["privacy_utility", "predictive_power", "resolution", "robustness"]
-
-
 def final_targets():
+    # defense perspectives are always rendered: one whose data a config lacks says so
+    # in its figure and table instead of failing
     return [
         f"{TABLES}/attacks.parquet",
         f"{TABLES}/attack_classes.parquet",
@@ -68,18 +67,11 @@ def final_targets():
         f"{REPORTS}/figures/comparison.png",
         *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
         *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],
-        # --- targets of issue 5 (black-box figures) go below this line ---
         f"{REPORTS}/figures/queries.png",
-        #
-        #
-        # --- targets of issue 6 (defense perspectives) go below this line ---
         *[f"{REPORTS}/figures/perspectives/{p}.png" for p in PERSPECTIVES],
         *[f"{REPORTS}/tables/perspectives/{p}.md" for p in PERSPECTIVES],
         f"{REPORTS}/tables/defense_matrix.md",
         f"{REPORTS}/tables/defense_matrix.tex",
-        #
-        #
-        # --- targets of issue 9 go below this line ---
     ]
 
 

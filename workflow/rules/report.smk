@@ -1,4 +1,8 @@
 # Stage 6: Parquet tables, Markdown tables and figures (from tables and artifacts only).
+# Every rule runs workflow/scripts/report.py, which calls the library function the rule names
+# in params.call with params.args (a script, not the shell: the aggregate rule's input list
+# grows with the grid and would overflow a shell command line).
+import os
 
 
 rule aggregate_results:
@@ -7,6 +11,9 @@ rule aggregate_results:
     output:
         attacks=f"{TABLES}/attacks.parquet",
         classes=f"{TABLES}/attack_classes.parquet",
+    params:
+        call="mibench_core.report.aggregate:write_tables",
+        args=lambda w, input, output: [[os.path.dirname(p) for p in input], output.attacks, output.classes],
     log:
         f"{R}/logs/report/aggregate_results.log",
     threads: res("report", "threads")
@@ -29,6 +36,9 @@ rule render_tables:
             category="6. Results",
             subcategory="Tables",
         ),
+    params:
+        call="mibench_core.report.figures:markdown_table",
+        args=lambda w, input, output: [input.attacks, output.markdown],
     log:
         f"{R}/logs/report/render_tables.log",
     threads: res("report", "threads")
@@ -51,6 +61,9 @@ rule plot_comparison:
             category="6. Results",
             subcategory="Figures",
         ),
+    params:
+        call="mibench_core.report.figures:comparison_chart",
+        args=lambda w, input, output: [input.attacks, output.figure],
     log:
         f"{R}/logs/report/plot_comparison.log",
     threads: res("report", "threads")
@@ -75,6 +88,9 @@ rule plot_reconstructions:
             category="4. Attacks",
             subcategory="Reconstructions",
         ),
+    params:
+        call="mibench_core.report.figures:reconstruction_grid",
+        args=lambda w, input, output: [os.path.dirname(input.recon), os.path.dirname(input.data), output.figure],
     log:
         f"{R}/logs/report/reconstructions/{{label}}.log",
     threads: res("report", "threads")
@@ -98,6 +114,9 @@ rule plot_prior_samples:
             category="3. Priors",
             subcategory="Samples",
         ),
+    params:
+        call="mibench_core.report.figures:prior_samples",
+        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure],
     log:
         f"{R}/logs/report/priors/{{label}}.log",
     threads: res("report", "threads")
@@ -110,9 +129,6 @@ rule plot_prior_samples:
         "../scripts/report.py"
 
 
-# --- rules of issue 5 (black-box figures) go below this line ---
-
-
 rule plot_queries:
     input:
         attacks=f"{TABLES}/attacks.parquet",
@@ -123,6 +139,9 @@ rule plot_queries:
             category="6. Results",
             subcategory="Queries",
         ),
+    params:
+        call="mibench_core.report.figures:queries_chart",
+        args=lambda w, input, output: [input.attacks, output.figure],
     log:
         f"{R}/logs/report/plot_queries.log",
     threads: res("report", "threads")
@@ -134,28 +153,32 @@ rule plot_queries:
     script:
         "../scripts/report.py"
 
-#
-#
-#
-# --- rules of issue 6 (defense perspectives) go below this line ---
-rule plot_perspective_privacy_utility:
+
+# One figure and one table per defense perspective (mibench_core.report.PERSPECTIVES); the
+# caption picks the perspective's text by the wildcard.
+rule plot_perspective:
     input:
         attacks=f"{TABLES}/attacks.parquet",
     output:
         figure=report(
-            f"{REPORTS}/figures/perspectives/privacy_utility.png",
-            caption="../report/perspective_privacy_utility.rst",
+            f"{REPORTS}/figures/perspectives/{{perspective}}.png",
+            caption="../report/perspective.rst",
             category="7. Defenses",
-            subcategory="Privacy-utility",
+            subcategory="{perspective}",
         ),
         table=report(
-            f"{REPORTS}/tables/perspectives/privacy_utility.md",
-            caption="../report/perspective_privacy_utility.rst",
+            f"{REPORTS}/tables/perspectives/{{perspective}}.md",
+            caption="../report/perspective.rst",
             category="7. Defenses",
-            subcategory="Privacy-utility",
+            subcategory="{perspective}",
         ),
+    params:
+        call=lambda w: f"mibench_core.report.perspectives:{w.perspective}",
+        args=lambda w, input, output: [input.attacks, output.figure, output.table],
     log:
-        f"{R}/logs/report/perspectives/privacy_utility.log",
+        f"{R}/logs/report/perspectives/{{perspective}}.log",
+    wildcard_constraints:
+        perspective="|".join(PERSPECTIVES),
     threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),
@@ -163,91 +186,7 @@ rule plot_perspective_privacy_utility:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/perspectives.py"
-
-
-rule plot_perspective_predictive_power:
-    input:
-        attacks=f"{TABLES}/attacks.parquet",
-    output:
-        figure=report(
-            f"{REPORTS}/figures/perspectives/predictive_power.png",
-            caption="../report/perspective_predictive_power.rst",
-            category="7. Defenses",
-            subcategory="Predictive power",
-        ),
-        table=report(
-            f"{REPORTS}/tables/perspectives/predictive_power.md",
-            caption="../report/perspective_predictive_power.rst",
-            category="7. Defenses",
-            subcategory="Predictive power",
-        ),
-    log:
-        f"{R}/logs/report/perspectives/predictive_power.log",
-    threads: res("report", "threads")
-    resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-    conda:
-        "../../envs/mibench.yaml"
-    script:
-        "../scripts/perspectives.py"
-
-
-rule plot_perspective_resolution:
-    input:
-        attacks=f"{TABLES}/attacks.parquet",
-    output:
-        figure=report(
-            f"{REPORTS}/figures/perspectives/resolution.png",
-            caption="../report/perspective_resolution.rst",
-            category="7. Defenses",
-            subcategory="Resolution",
-        ),
-        table=report(
-            f"{REPORTS}/tables/perspectives/resolution.md",
-            caption="../report/perspective_resolution.rst",
-            category="7. Defenses",
-            subcategory="Resolution",
-        ),
-    log:
-        f"{R}/logs/report/perspectives/resolution.log",
-    threads: res("report", "threads")
-    resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-    conda:
-        "../../envs/mibench.yaml"
-    script:
-        "../scripts/perspectives.py"
-
-
-rule plot_perspective_robustness:
-    input:
-        attacks=f"{TABLES}/attacks.parquet",
-    output:
-        figure=report(
-            f"{REPORTS}/figures/perspectives/robustness.png",
-            caption="../report/perspective_robustness.rst",
-            category="7. Defenses",
-            subcategory="Adversarial robustness",
-        ),
-        table=report(
-            f"{REPORTS}/tables/perspectives/robustness.md",
-            caption="../report/perspective_robustness.rst",
-            category="7. Defenses",
-            subcategory="Adversarial robustness",
-        ),
-    log:
-        f"{R}/logs/report/perspectives/robustness.log",
-    threads: res("report", "threads")
-    resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-    conda:
-        "../../envs/mibench.yaml"
-    script:
-        "../scripts/perspectives.py"
+        "../scripts/report.py"
 
 
 rule render_defense_matrix:
@@ -266,6 +205,9 @@ rule render_defense_matrix:
             category="7. Defenses",
             subcategory="Matrix",
         ),
+    params:
+        call="mibench_core.report.perspectives:defense_matrix",
+        args=lambda w, input, output: [input.attacks, output.markdown, output.latex],
     log:
         f"{R}/logs/report/perspectives/defense_matrix.log",
     threads: res("report", "threads")
@@ -275,13 +217,9 @@ rule render_defense_matrix:
     conda:
         "../../envs/mibench.yaml"
     script:
-        "../scripts/perspectives.py"
+        "../scripts/report.py"
 
 
-#
-#
-#
-# --- rules of issue 9 go below this line ---
 # Report grouping: one category per stage, numbered as the stage files are
 # ("3. Priors", "4. Attacks", "6. Results"), so the report lists them in
 # pipeline order; subcategories name the kind of figure or table. Captions
