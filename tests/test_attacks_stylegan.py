@@ -280,3 +280,12 @@ def test_mirror_black_box_counts_the_queries_it_makes(tiny):
     )  # fmt: skip
     # 20 initial samples, 3 children per generation and run (3 runs, 2 generations), 3 final checks
     assert manifest["results"]["queries"] == 20 + 3 * 3 * 2 + 3
+
+
+@pytest.mark.parametrize("name", ["ppa", "mirror-wb", "mirror-bb", "if-gmi", "c2fmi", "vmi-flow"])
+def test_every_parameter_has_a_registry_default(name):
+    import inspect
+
+    entry = registry.get("attack", name)
+    params = list(inspect.signature(registry.load(entry)).parameters)
+    assert params[0] == "ctx" and sorted(params[1:]) == sorted(entry.defaults)
