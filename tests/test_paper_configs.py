@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from mibench_core import preflight, registry
+from mibench_core import preflight
 from mibench_core.cli import _merge
 from mibench_core.config import ConfigError, validate
 from mibench_core.plan import build
