@@ -10,11 +10,21 @@ the models'. Snakemake sees a new output path and recomputes exactly that.
 Seeds derive from a *semantic* hash: spec + input semantic hashes + global
 seed, without code fingerprints. A refactor that changes no numbers then also
 keeps the random streams, which makes before/after comparisons meaningful.
+
+Replicates (config key ``replicates: {seeds, vary}``) repeat the grid once per
+seed: the stages named in ``vary`` (target, prior, attack) get the seed in
+their spec (``replicate: <seed>``), so their ids and random streams differ;
+whatever depends on them differs through its input ids, and everything else
+(the data, the evaluation model, a stage not varied and not downstream of one)
+is one shared artifact. A node that differs per replicate has ``.seed<seed>``
+at the end of its label. Without ``replicates`` no spec has the key, so ids
+and seeds are those of a plain run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +76,7 @@ class Node:
     options: dict = field(default_factory=dict)  # run options outside the identity (data roots)
     # Enters the id but not the seed (e.g. which weight files a metric would load).
     identity_extra: dict = field(default_factory=dict)
+    varies: bool = False  # differs per replicate (its spec or an input has the replicate seed)
     id: str = ""
     semantic: str = ""
     fingerprint: str = ""
@@ -107,6 +118,7 @@ class Run:
     attack_id: str
     metric_ids: list[str]
     output_defense: str | None = None  # label of the output processing (black-box runs only)
+    replicate_seed: int | None = None  # the replicate it belongs to (None: not replicated)
 
 
 @dataclass
@@ -115,6 +127,7 @@ class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     priors_by_dataset: dict[str, list[str]] = field(default_factory=dict)
+    varied: set[str] = field(default_factory=set)  # ids of nodes that differ per replicate
 
     @property
     def results_dir(self) -> str:
@@ -134,7 +147,21 @@ class Plan:
         existing = self.nodes.get(node.id)
         if existing is None:
             self.nodes[node.id] = node
+        if node.varies:
+            self.varied.add(node.id)
         return node.id
+
+    def replicate(self, stage: str, spec: dict, inputs: dict[str, str], seed: int | None) -> tuple[dict, str]:
+        """(spec, label suffix) of a ``stage`` node (target, prior, attack) in replicate ``seed``.
+
+        A varied stage gets the seed in its spec; a node downstream of a varied one keeps its
+        spec (its inputs differ). Either way its label ends in ``.seed<seed>``."""
+        if seed is None:
+            return spec, ""
+        varied_stage = stage in self.config["replicates"]["vary"]
+        if not varied_stage and not any(i in self.varied for i in inputs.values()):
+            return spec, ""
+        return ({**spec, "replicate": seed} if varied_stage else spec), f".seed{seed}"
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == kind]
@@ -189,9 +216,32 @@ def _attack_variants(config: dict) -> list[tuple[dict, dict | None]]:
     return out
 
 
+def _replicate_seeds(config: dict) -> list[int | None]:
+    """The replicate seeds of the config (``[None]``: no replicates)."""
+    rep = config.get("replicates")
+    return list(rep["seeds"]) if rep else [None]
+
+
+def _prior_seeing(plan: Plan, prior_id: str, out: dict | None) -> str:
+    """The prior an attack run uses. A prior that queries the target through an
+    oracle (tied to the target, registry ``access`` not white-box) must see what
+    the attacker sees: under output processing it is its own artifact, one per
+    target and output defense, whose oracle applies it (spec key ``output``)."""
+    node = plan.nodes[prior_id]
+    entry = registry.get("prior", node.name)
+    if out is None or not entry.needs_target or entry.access == "white-box":
+        return prior_id
+    spec = {**node.spec, "output": {"name": out["name"], "params": out["params"]}}
+    files = _files("prior", entry, registry.get("output", out["name"]))
+    return plan.add(
+        Node("prior", node.name, f"{node.label}_{out['label']}", spec, dict(node.inputs), files, varies=node.varies)
+    )
+
+
 def build(config: dict) -> Plan:
     """Expand a *validated* config (see mibench_core.config.validate) into a plan."""
     plan = Plan(config=config)
+    run_ids: set[str] = set()
 
     met_entries = [registry.get("metric", met["name"]) for met in config["metrics"]]
     metrics_spec = {
@@ -203,6 +253,9 @@ def build(config: dict) -> Plan:
         from mibench_core.weights import presence_token
 
         metrics_extra = {"weights": presence_token(config.get("weights"))}
+    # the within-run intervals: in the metrics' ids (not their seeds, so no value changes with them)
+    intervals = {k: config["statistics"][k] for k in ("bootstrap", "confidence")}
+    metrics_extra["intervals"] = intervals
 
     ev_cfg = config["evaluation"]
     for ds in config["datasets"]:
@@ -238,24 +291,31 @@ def build(config: dict) -> Plan:
         )
         for tgt in config["targets"]:
             arch_entry = registry.get("arch", tgt["arch"])
-            for dfn in config["defenses"]:
+            for dfn, rep in itertools.product(config["defenses"], _replicate_seeds(config)):
                 if not _in_scope(dfn, ds["label"], tgt["label"]):
                     continue
                 dfn_entry = registry.get("defense", dfn["name"])
+                tgt_spec, tgt_suffix = plan.replicate(
+                    "target",
+                    {
+                        "role": "target",
+                        "arch": tgt["arch"],
+                        "arch_params": tgt["arch_params"],
+                        "defense": {"name": dfn["name"], "params": dfn["params"]},
+                        "train": tgt["train"],
+                    },
+                    {"data": data_id},
+                    rep,
+                )
                 target_id = plan.add(
                     Node(
                         "model",
                         tgt["arch"],
-                        f"{ds['label']}.{tgt['label']}.{dfn['label']}",
-                        {
-                            "role": "target",
-                            "arch": tgt["arch"],
-                            "arch_params": tgt["arch_params"],
-                            "defense": {"name": dfn["name"], "params": dfn["params"]},
-                            "train": tgt["train"],
-                        },
+                        f"{ds['label']}.{tgt['label']}.{dfn['label']}{tgt_suffix}",
+                        tgt_spec,
                         {"data": data_id},
                         _files("model", arch_entry, dfn_entry),
+                        varies=bool(tgt_suffix),
                     )
                 )
                 prior_ids: dict[str, str] = {}
@@ -264,16 +324,20 @@ def build(config: dict) -> Plan:
                     inputs = {"data": data_id}
                     if pr_entry.needs_target:
                         inputs["target"] = target_id
+                    pr_spec, pr_suffix = plan.replicate("prior", {"name": pr["name"], "params": pr["params"]}, inputs,
+                                                        rep)  # fmt: skip
                     prior_ids[pr["label"]] = plan.add(
                         Node(
                             "prior",
                             pr["name"],
                             # a prior tied to a target is one per target: its label says which
                             f"{ds['label']}.{pr['label']}"
-                            + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else ""),
-                            {"name": pr["name"], "params": pr["params"]},
+                            + (f".{tgt['label']}.{dfn['label']}" if pr_entry.needs_target else "")
+                            + pr_suffix,
+                            pr_spec,
                             inputs,
                             _files("prior", pr_entry),
+                            varies=bool(pr_suffix),
                         )
                     )
                 plan.priors_by_dataset.setdefault(ds["label"], [])
@@ -286,16 +350,17 @@ def build(config: dict) -> Plan:
                     atk_entry = registry.get("attack", atk["name"])
                     inputs = {"target": target_id, "data": data_id}
                     if atk.get("prior"):
-                        inputs["prior"] = prior_ids[atk["prior"]]
+                        inputs["prior"] = _prior_seeing(plan, prior_ids[atk["prior"]], out)
                     for j, aux_label in enumerate(atk.get("aux") or []):
-                        inputs[f"aux{j}"] = prior_ids[aux_label]
+                        inputs[f"aux{j}"] = _prior_seeing(plan, prior_ids[aux_label], out)
                     atk_label, atk_spec, atk_modules = atk["label"], {"name": atk["name"], "params": atk["params"]}, []
                     if out is not None:
                         # the oracle applies it; the spec key puts it in the attack's id
                         atk_label = f"{atk['label']}_{out['label']}"
                         atk_spec["output"] = {"name": out["name"], "params": out["params"]}
                         atk_modules = [registry.get("output", out["name"])]
-                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}"
+                    atk_spec, run_suffix = plan.replicate("attack", atk_spec, inputs, rep)
+                    run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}{run_suffix}"
                     attack_id = plan.add(
                         Node(
                             "attack",
@@ -304,8 +369,12 @@ def build(config: dict) -> Plan:
                             atk_spec,
                             inputs,
                             _files("attack", atk_entry, *atk_modules),
+                            varies=bool(run_suffix),
                         )
                     )
+                    if rep is not None and attack_id in run_ids:
+                        continue  # a run no replicate changes (e.g. an attack without a prior, only priors vary)
+                    run_ids.add(attack_id)
                     # One job computes every configured metric of a run: they share
                     # the evaluation model's features of the private images.
                     metrics_id = plan.add(
@@ -316,7 +385,7 @@ def build(config: dict) -> Plan:
                             metrics_spec,
                             {"attack": attack_id, "evaluation": eval_id, "target": target_id, "data": data_id},
                             metrics_files,
-                            options={"weights": config.get("weights", {})},
+                            options={"weights": config.get("weights", {}), "statistics": intervals},
                             identity_extra=metrics_extra,
                         )
                     )
@@ -331,6 +400,7 @@ def build(config: dict) -> Plan:
                             attack_id,
                             [metrics_id],
                             out["label"] if out is not None else None,
+                            rep if run_suffix else None,
                         )
                     )
     return plan

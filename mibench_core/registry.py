@@ -51,7 +51,7 @@ OPTIONAL = {
     "defaults": {},
     "bounds": {},
     "priors": [],  # attack: prior kinds it accepts (empty: no prior)
-    "access": "white-box",  # attack: its threat model
+    "access": "white-box",  # attack: its threat model; prior tied to the target: how it queries it
     "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order
     "needs_target": False,  # prior: trained with the target's help, so one per target
     "needs_weights": False,  # metric: loads external weight files (their presence enters its id)

@@ -83,8 +83,83 @@ def test_brep_moves_away_from_the_boundary_and_stops_when_the_radius_stalls():
     # half the sphere is across the boundary: R never grows, the point is pushed to -x
     assert out["iterations"].item() == 3 and out["radius"].item() == 2.0
     assert history[0]["z"][0, 0].item() < -0.3
-    assert out["z"][0, 0].item() == pytest.approx(-0.4)  # clipped at -clip_z
-    assert not out["left_class"].item() and not out["capped"].item()
+    assert out["final"][0, 0].item() == pytest.approx(-0.4)  # clipped at -clip_z
+    assert torch.equal(out["z"], torch.tensor([[-0.3, 0.0]]))  # the radius never grew: the start is reported
+    assert out["rejected"].item() == 0 and out["growths"].item() == 0 and not out["capped"].item()
+
+
+class ScriptedLabels:
+    """label_fn for one latent of class 0: the k-th sphere gets ``outside[k]`` points labelled 1 (the
+    first ones), the k-th step is accepted iff ``accept[k]``; records every sphere and step it sees."""
+
+    def __init__(self, outside: list[int], accept: list[bool]):
+        self.outside, self.accept, self.spheres, self.steps = outside, accept, [], []
+
+    def __call__(self, z: torch.Tensor, slots) -> torch.Tensor:
+        if len(z) == 1:  # the step's check
+            self.steps.append(z.clone())
+            return torch.tensor([0 if self.accept[len(self.steps) - 1] else 1])
+        self.spheres.append(z.clone())
+        labels = torch.zeros(len(z), dtype=torch.long)
+        labels[: self.outside[len(self.spheres) - 1]] = 1
+        return labels
+
+
+def test_brep_grows_the_radius_on_the_authors_plus_minus_one_statistic():
+    # 14 of 16 inside: +-1 labels average 0.75, not above the threshold (a fraction inside of 0.875 is)
+    inside = torch.tensor([[True] * 14 + [False] * 2, [True] * 15 + [False]])
+    assert brep.growth_statistic(inside).tolist() == [0.75, 0.875]
+    script = ScriptedLabels(outside=[2, 1], accept=[True, True])
+    history = []
+    brep.boundary_repulsion(
+        torch.zeros(1, 2), torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16,
+        clip_z=10.0, max_iterations=2, history=history,
+    )  # fmt: skip
+    assert [h["grew"].item() for h in history] == [False, True]
+    assert [h["radius"].item() for h in history] == [2.0, 2.0]
+
+
+def test_brep_step_that_leaves_the_class_resamples_at_the_same_point_and_radius():
+    # round 1 steps out of the class (rejected); round 2 samples a new sphere around the same point
+    # with the same radius and keeps going; rejected rounds do not count toward the stall rule
+    script = ScriptedLabels(outside=[8, 8, 8, 8], accept=[False, True, False, True])
+    z0 = torch.tensor([[0.1, -0.2]])
+    history = []
+    out = brep.boundary_repulsion(
+        z0, torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16, clip_z=10.0,
+        max_iters_at_radius=2, history=history,
+    )  # fmt: skip
+    first, second = script.spheres[0], script.spheres[1]
+    assert torch.allclose((first - z0).norm(dim=1), torch.full((16,), 2.0))
+    assert torch.allclose((second - z0).norm(dim=1), torch.full((16,), 2.0))  # same centre, same radius
+    assert not torch.allclose(first, second)  # a new sphere
+    assert torch.equal(history[0]["z"], z0) and not history[0]["accepted"].item()
+    assert not torch.equal(history[1]["z"], z0)  # round 2's step was taken from z0
+    # two accepted steps in four rounds end the run: the rejected ones did not advance the count
+    assert out["iterations"].item() == 4 and out["steps"].item() == 2 and out["rejected"].item() == 2
+    assert torch.equal(out["final"], script.steps[3])
+
+
+def test_brep_divides_the_direction_by_the_grown_radius_and_reports_the_point_at_the_last_growth():
+    # round 1: 1 of 16 outside -> R grows; rounds 2-4: half outside -> no growth, steps accepted
+    script = ScriptedLabels(outside=[1, 8, 8, 8], accept=[True] * 4)
+    z0 = torch.tensor([[0.1, -0.2]])
+    out = brep.boundary_repulsion(
+        z0, torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16, clip_z=10.0,
+        max_iters_at_radius=3,
+    )  # fmt: skip
+    u = (script.spheres[0] - z0) / 2.0
+    g = -u[:1].sum(0) / 16  # phi = -1 on the one point outside
+    expected = z0 + (2.0 / 3.0) * g / 1.3  # step from the radius before growth, direction over the grown one
+    assert torch.allclose(script.steps[0], expected, atol=1e-6)
+    u2 = (script.spheres[1] - script.steps[0]) / 2.6
+    assert torch.allclose(u2.norm(dim=1), torch.ones(16), atol=1e-5)  # round 2 at the grown radius
+    g2 = -u2[:8].sum(0) / 16
+    assert torch.allclose(script.steps[1], script.steps[0] + (2.6 / 3.0) * g2, atol=1e-6)  # no division
+    assert out["growths"].item() == 1 and out["radius"].item() == pytest.approx(2.6)
+    assert out["iterations"].item() == 4 and out["steps"].item() == 3
+    assert torch.equal(out["z"], script.steps[0])  # the point at the last growth, not the last point
+    assert torch.equal(out["final"], script.steps[3]) and not torch.equal(out["z"], out["final"])
 
 
 # --- RLB-MI ------------------------------------------------------------------------------
@@ -248,6 +323,36 @@ def test_lokt_trains_only_through_label_oracle_and_attacks(tmp_path, monkeypatch
     record_queries(res, ctx.oracle)
     _check(res, ctx, 6, extra_queries=results["queries"])
     assert res.info["queries"] == ctx.oracle.queries + results["queries"]
+
+
+def test_lokt_prior_queries_through_the_runs_output_processing(tmp_path, monkeypatch):
+    # rounding to 0 decimals: a near-uniform answer becomes all zeros, whose arg-max is class 0
+    from mibench_core.defenses.output import rounding
+
+    _tiny_setup(tmp_path, "label")
+    model = MCNN(3, 1, 8, width=4).eval()
+    tdir = tmp_path / "target"
+    store.write_json(tdir / "manifest.json", {"results": {"num_classes": 3}})
+    monkeypatch.setattr("mibench_core.models.train.load_classifier", lambda d, device="cpu": model)
+    seen = []
+    real_train = lokt_tacgan.train_tacgan
+    monkeypatch.setattr(lokt_tacgan, "train_tacgan", lambda public, oracle, *a: seen.append(oracle) or real_train(
+        public, oracle, *a))  # fmt: skip
+    params = {"z_dim": 8, "dim": 8, "steps": 1, "batch_size": 8, "n_dis": 1, "lr": 2e-4, "beta1": 0.0,
+              "beta2": 0.9, "lambda_cls": 1.0, "public_samples": None}  # fmt: skip
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        raw = model(x).softmax(1)
+    for output in (None, {"name": "rounding", "params": {"decimals": 0}}):
+        job = {
+            "device": "cpu", "seed": 0, "outdir": str(tmp_path / f"prior-{output is None}"),
+            "spec": {"name": "lokt-tacgan", "params": params, **({"output": output} if output else {})},
+            "inputs": {"data": {"dir": str(tmp_path)}, "target": {"dir": str(tdir)}},
+        }  # fmt: skip
+        lokt_tacgan.train_prior(job)
+    plain, rounded = (oracle(x) for oracle in seen)
+    assert torch.equal(plain, raw.argmax(1)) and torch.equal(rounded, rounding(raw, 0).argmax(1))
+    assert not torch.equal(plain, rounded)  # what the attacker sees differs, and so does what the prior saw
 
 
 def test_max_margin_loss_by_hand():

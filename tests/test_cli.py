@@ -65,7 +65,8 @@ def test_show_lineage_and_manifest(tmp_path, capsys, monkeypatch):
     assert len(lineage) == 6  # metric, attack, evaluation, target, data, prior
     for nid in lineage:
         line = next(ln for ln in out.splitlines() if nid in ln)
-        assert ("[present]" in line) == (nid == run.attack_id), line
+        assert ("[present, verified]" in line) == (nid == run.attack_id), line
+        assert "[not built]" in line or nid == run.attack_id, line
     assert main(["show", run.attack_id, "-c", str(SMOKE), "-c", str(override)]) == 0
     out = capsys.readouterr().out
     manifest = json.loads(out[out.index("{") :])

@@ -51,6 +51,30 @@ def test_output_defenses_apply_only_to_non_white_box_attacks(blackbox):
     assert len(gmi_ids) == 1
 
 
+def test_a_prior_that_queries_the_target_sees_the_runs_output_processing():
+    cfg = smoke()
+    cfg["attacks"] = [a for a in cfg["attacks"] if a["name"] in ("lokt", "brep-mi", "kedmi")]
+    cfg["output_defenses"] = [{"name": "topk", "k": 1}, {"name": "rounding", "label": "r1", "decimals": 1}]
+    plan = build(validate(cfg))
+    prior_of = {r.attack: plan.nodes[plan.nodes[r.attack_id].inputs["prior"]] for r in plan.runs}
+    lokt = {k: v for k, v in prior_of.items() if k.startswith("lokt")}
+    assert sorted(lokt) == ["lokt", "lokt_r1", "lokt_topk1"]
+    assert len({n.id for n in lokt.values()}) == 3  # one T-ACGAN per target and output defense
+    assert "output" not in lokt["lokt"].spec
+    assert lokt["lokt_topk1"].spec["output"] == {"name": "topk", "params": {"k": 1}}
+    assert lokt["lokt_r1"].spec["output"] == {"name": "rounding", "params": {"decimals": 1}}
+    assert lokt["lokt_r1"].label.endswith("lokt-tacgan.mcnn.none_r1")
+    assert lokt["lokt_r1"].job(plan)["spec"]["output"] == {"name": "rounding", "params": {"decimals": 1}}
+    assert {n.inputs["target"] for n in lokt.values()} == {plan.nodes[r.attack_id].inputs["target"] for r in plan.runs}
+    assert registry.get("prior", "lokt-tacgan").access == "label"
+    # priors that never query the target (gmi-gan) keep one artifact for every run
+    assert len({prior_of[a].id for a in ("brep-mi", "brep-mi_topk1", "brep-mi_r1")}) == 1
+    # without output processing, the prior keeps the id it has today
+    base = build(validate({**smoke(), "attacks": cfg["attacks"]}))
+    base_lokt = [plan.nodes[r.attack_id].inputs["prior"] for r in base.runs if r.attack == "lokt"]
+    assert base_lokt == [lokt["lokt"].id]
+
+
 def test_output_defenses_can_be_scoped_to_some_target_defenses(blackbox):
     cfg = smoke()
     cfg["attacks"] = [{"name": "fake-bb"}]

@@ -105,21 +105,8 @@ def test_the_plan_fingerprints_each_node_with_its_code():
     p = build(grid())
     kinds = set()
     for node in p.nodes.values():
-        if node.kind == "data":
-            entries = [registry.get("dataset", node.spec["name"])]
-        elif node.kind == "model":
-            arch = registry.get("arch", node.spec["arch"])
-            entries = [arch, registry.get("defense", node.spec["defense"]["name"])]
-        elif node.kind == "prior":
-            entries = [registry.get("prior", node.name)]
-        elif node.kind == "attack":
-            entries = [registry.get("attack", node.name)]
-            if "output" in node.spec:
-                entries.append(registry.get("output", node.spec["output"]["name"]))
-        else:
-            entries = [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
         kinds.add(node.kind)
-        assert set(node.files) == expected_files(node.kind, *entries), node.label
+        assert set(node.files) == imports_of_node(node), node.label
     assert kinds == set(RUNNERS)
 
 
@@ -170,18 +157,16 @@ def test_editing_a_helper_changes_exactly_the_ids_of_what_imports_it(helper, mon
 def imports_of_node(node) -> set[str]:
     """The node's files computed independently (modulefinder) from its kind and spec."""
     if node.kind == "data":
-        return expected_files("data", registry.get("dataset", node.spec["name"]))
-    if node.kind == "model":
+        entries = [registry.get("dataset", node.spec["name"])]
+    elif node.kind == "model":
         entries = [registry.get("arch", node.spec["arch"]), registry.get("defense", node.spec["defense"]["name"])]
-        return expected_files("model", *entries)
-    if node.kind == "prior":
-        return expected_files("prior", registry.get("prior", node.name))
-    if node.kind == "attack":
-        entries = [registry.get("attack", node.name)]
-        if "output" in node.spec:
-            entries.append(registry.get("output", node.spec["output"]["name"]))
-        return expected_files("attack", *entries)
-    return expected_files("metric", *(registry.get("metric", m["name"]) for m in node.spec["metrics"]))
+    elif node.kind in ("prior", "attack"):
+        entries = [registry.get(node.kind, node.name)]
+    else:
+        entries = [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
+    if "output" in node.spec:  # an attack's oracle, or a prior's that queries the target, applies it
+        entries.append(registry.get("output", node.spec["output"]["name"]))
+    return expected_files(node.kind, *entries)
 
 
 def test_a_query_counting_fix_reruns_black_box_attacks_only(monkeypatch):

@@ -63,6 +63,18 @@ METHODS = [
             "beta2": 0.999,
             "public_samples": None,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "top_k": "[1, inf)",
+            "c": "[0, inf)",
+            "ngf": "[1, inf)",
+            "epochs": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "public_samples": "[1, inf)",
+        },
         "access": "top-k",
     }
 ]

@@ -54,6 +54,15 @@ METHODS = [
             "temperature": 1.0,
             "max_public": None,
         },
+        "bounds": {
+            "n_students": "[1, inf)",
+            "widths": "[1, inf)",
+            "epochs": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "lr": "(0, inf)",
+            "temperature": "(0, inf)",
+            "max_public": "[1, inf)",
+        },
         "needs_target": True,
     }
 ]
