@@ -33,7 +33,7 @@ METHODS = [
         "description": "Pretrained StyleGAN2-ADA generator (NVIDIA pickle read safely, or its converted "
         "safetensors); nothing trained",
         "defaults": {"weights_file": None, "sha256": None, "center_crop": None, "p_samples": 10000},
-        "bounds": {"p_samples": "[1, inf)"},
+        "bounds": {"center_crop": "[1, inf)", "p_samples": "[2, inf)"},
     }
 ]
 
