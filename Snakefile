@@ -38,6 +38,7 @@ PLAN = build(CFG)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/views.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/attacks.smk"

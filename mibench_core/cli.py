@@ -82,11 +82,11 @@ def cmd_list(_args) -> int:
 def cmd_plan(args) -> int:
     from collections import Counter
 
-    from mibench_core.plan import build
+    from mibench_core.plan import STAGE_DIRS, build
 
     plan = build(_load_config(args.configfile))
     counts = Counter(n.kind for n in plan.nodes.values())
-    for kind in ("data", "model", "prior", "attack", "metric"):
+    for kind in STAGE_DIRS:
         print(f"{kind:<8} {counts.get(kind, 0)}")
     print(f"runs     {len(plan.runs)}")
     if args.verbose:

@@ -11,6 +11,18 @@ Seeds derive from a *semantic* hash: spec + input semantic hashes + global
 seed, without code fingerprints. A refactor that changes no numbers then also
 keeps the random streams, which makes before/after comparisons meaningful.
 
+Who sees what: only trusted jobs (models, metrics, and the jobs that derive
+views) read a private artifact (:data:`PRIVATE_KINDS`: the data artifact,
+the victims of per-sample attacks). Attacker-side jobs
+(:data:`ATTACKER_KINDS`: every prior, every attack) get the dataset's
+*public view* under the input role ``data`` (the public split alone), the
+target, and, for a per-sample attack, the target's *answers* on its victims
+(role ``answers``); :meth:`Plan.add` refuses any other wiring
+(:mod:`mibench_core.data.views`). A public view carries its data artifact's
+semantic hash (it adds no randomness), and an attack's answers, made from
+what the attack's own spec and inputs already name, stay out of its
+semantic hash: narrowing what a job sees keeps its seed.
+
 Replicates (config key ``replicates: {seeds, vary}``) repeat the grid once per
 seed: the stages named in ``vary`` (target, prior, attack) get the seed in
 their spec (``replicate: <seed>``), so their ids and random streams differ;
@@ -33,15 +45,23 @@ from mibench_core import registry
 from mibench_core.fingerprint import of_modules, source_hash
 from mibench_core.stages import access_module, runner_module
 
-STAGE_DIRS = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks", "metric": "metrics"}
+STAGE_DIRS = {"data": "data", "public": "public", "victims": "victims", "answers": "answers", "model": "models",
+              "prior": "priors", "attack": "attacks", "metric": "metrics"}  # fmt: skip
 MAIN_FILE = {
     "data": "data.safetensors",
+    "public": "public.safetensors",
+    "victims": "victims.safetensors",
+    "answers": "answers.safetensors",
     "model": "model.safetensors",
     "prior": "generator.safetensors",
     "attack": "recon.safetensors",
     "metric": "metrics.json",
 }
 HASH_LEN = 10
+# Artifacts only trusted jobs may read, and the kinds of job an attacker runs: the plan never
+# gives the first to the second (Plan.add).
+PRIVATE_KINDS = ("data", "victims")
+ATTACKER_KINDS = ("prior", "attack")
 
 
 def canonical(obj: Any) -> Any:
@@ -76,6 +96,11 @@ class Node:
     options: dict = field(default_factory=dict)  # run options outside the identity (data roots)
     # Enters the id but not the seed (e.g. which weight files a metric would load).
     identity_extra: dict = field(default_factory=dict)
+    # A view of one input (its role): the node shares that input's semantic hash and seed.
+    view_of: str | None = None
+    # Inputs made from this node's own spec and other inputs (a per-sample attack's answers, its
+    # metrics' victims): they add nothing to its semantic hash, so they are left out of it.
+    derived: tuple[str, ...] = ()
     varies: bool = False  # differs per replicate (its spec or an input has the replicate seed)
     id: str = ""
     semantic: str = ""
@@ -134,10 +159,17 @@ class Plan:
         return self.config["results_dir"]
 
     def add(self, node: Node) -> str:
-        inputs_sem = {r: self.nodes[i].semantic for r, i in node.inputs.items()}
-        node.semantic = digest(
-            {"kind": node.kind, "spec": node.spec, "inputs": inputs_sem, "seed": self.config["seed"]}
-        )
+        if node.kind in ATTACKER_KINDS:
+            private = {r: self.nodes[i].kind for r, i in node.inputs.items() if self.nodes[i].kind in PRIVATE_KINDS}
+            if private:
+                raise ValueError(f"{node.kind} {node.label!r} would read private artifacts {private}")
+        inputs_sem = {r: self.nodes[i].semantic for r, i in node.inputs.items() if r not in node.derived}
+        if node.view_of is not None:
+            node.semantic = self.nodes[node.inputs[node.view_of]].semantic
+        else:
+            node.semantic = digest(
+                {"kind": node.kind, "spec": node.spec, "inputs": inputs_sem, "seed": self.config["seed"]}
+            )
         node.fingerprint = fingerprint(node.files)
         full = digest(
             {"semantic": node.semantic, "inputs": node.inputs, "code": node.fingerprint, "extra": node.identity_extra}
@@ -216,6 +248,40 @@ def _attack_variants(config: dict) -> list[tuple[dict, dict | None]]:
     return out
 
 
+def _victims(
+    plan: Plan,
+    entry: registry.Entry,
+    spec: dict,
+    modules: list[registry.Entry],
+    run_label: str,
+    ds_label: str,
+    data_id: str,
+    target_id: str,
+) -> tuple[str, str]:
+    """The victims of a per-sample attack and the target's answers on them: (victims id, answers id).
+
+    The victims (``per_class`` private training samples of every class, a
+    seeded draw) depend on the data and ``per_class`` only, so every
+    per-sample attack with the same ``per_class`` inverts the same samples
+    (output-processing variants included). The answers are at the attack's
+    access level, with its ``top_k`` and output processing."""
+    per_class = spec["params"]["per_class"]
+    victims_id = plan.add(
+        Node("victims", "victims", f"{ds_label}.victims-{per_class}", {"per_class": per_class}, {"data": data_id},
+             _files("victims"))
+    )  # fmt: skip
+    answers_spec = {
+        "access": entry.access,
+        "top_k": spec["params"].get("top_k") if entry.access == "top-k" else None,
+        **({"output": spec["output"]} if "output" in spec else {}),
+    }
+    answers_id = plan.add(
+        Node("answers", "answers", f"{run_label}.answers", answers_spec,
+             {"victims": victims_id, "data": data_id, "target": target_id}, _files("answers", *modules))
+    )  # fmt: skip
+    return victims_id, answers_id
+
+
 def _replicate_seeds(config: dict) -> list[int | None]:
     """The replicate seeds of the config (``[None]``: no replicates)."""
     rep = config.get("replicates")
@@ -272,6 +338,10 @@ def build(config: dict) -> Plan:
                 options={"root": ds["root"], "download": ds["download"]},
             )  # fmt: skip
         )
+        # what attacker-side jobs get of the dataset: its public split, in an artifact of its own
+        public_id = plan.add(
+            Node("public", "public", f"{ds['label']}.public", {}, {"data": data_id}, _files("public"), view_of="data")
+        )
         ev_entry = registry.get("arch", ev_cfg["arch"])
         eval_id = plan.add(
             Node(
@@ -321,7 +391,7 @@ def build(config: dict) -> Plan:
                 prior_ids: dict[str, str] = {}
                 for pr in config["priors"]:
                     pr_entry = registry.get("prior", pr["name"])
-                    inputs = {"data": data_id}
+                    inputs = {"data": public_id}
                     if pr_entry.needs_target:
                         inputs["target"] = target_id
                     pr_spec, pr_suffix = plan.replicate("prior", {"name": pr["name"], "params": pr["params"]}, inputs,
@@ -348,7 +418,7 @@ def build(config: dict) -> Plan:
                     if out is not None and dfn["label"] not in out.get("defenses", [dfn["label"]]):
                         continue  # output processing scoped to other targets' defenses
                     atk_entry = registry.get("attack", atk["name"])
-                    inputs = {"target": target_id, "data": data_id}
+                    inputs = {"target": target_id, "data": public_id}
                     if atk.get("prior"):
                         inputs["prior"] = _prior_seeing(plan, prior_ids[atk["prior"]], out)
                     for j, aux_label in enumerate(atk.get("aux") or []):
@@ -361,6 +431,11 @@ def build(config: dict) -> Plan:
                         atk_modules = [registry.get("output", out["name"])]
                     atk_spec, run_suffix = plan.replicate("attack", atk_spec, inputs, rep)
                     run_label = f"{ds['label']}.{tgt['label']}.{dfn['label']}.{atk_label}{run_suffix}"
+                    trusted = {}  # the metric job's extra inputs: the victims a per-sample attack inverts
+                    if atk_entry.victims:
+                        trusted["victims"], inputs["answers"] = _victims(
+                            plan, atk_entry, atk_spec, atk_modules, run_label, ds["label"], data_id, target_id
+                        )
                     attack_id = plan.add(
                         Node(
                             "attack",
@@ -369,6 +444,7 @@ def build(config: dict) -> Plan:
                             atk_spec,
                             inputs,
                             _files("attack", atk_entry, *atk_modules),
+                            derived=("answers",),
                             varies=bool(run_suffix),
                         )
                     )
@@ -383,10 +459,17 @@ def build(config: dict) -> Plan:
                             "metrics",
                             f"{run_label}.metrics",
                             metrics_spec,
-                            {"attack": attack_id, "evaluation": eval_id, "target": target_id, "data": data_id},
+                            {
+                                "attack": attack_id,
+                                "evaluation": eval_id,
+                                "target": target_id,
+                                "data": data_id,
+                                **trusted,
+                            },
                             metrics_files,
                             options={"weights": config.get("weights", {}), "statistics": intervals},
                             identity_extra=metrics_extra,
+                            derived=("victims",),
                         )
                     )
                     plan.runs.append(

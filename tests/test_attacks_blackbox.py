@@ -11,7 +11,7 @@ from torch import nn
 from mibench_core import store
 from mibench_core.attacks import brep, learning_inversion, lokt, rlb
 from mibench_core.attacks import secretgen_bb as secretgen
-from mibench_core.attacks.contract import AttackContext
+from mibench_core.attacks.contract import AttackContext, VictimAnswers
 from mibench_core.attacks.oracle import Oracle
 from mibench_core.models.classifiers import MCNN
 from mibench_core.priors import lokt_tacgan
@@ -206,15 +206,11 @@ def _tiny_setup(tmp_path: Path, access: str, k: int = 3, top_k=None):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     target = MCNN(k, 1, 8, width=4).eval()
-    data = {
-        "public_x": torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=gen),
-        "private_train_x": torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8, generator=gen),
-        "private_train_y": torch.arange(k).repeat(4),
-    }
-    store.save_tensors(tmp_path / "data.safetensors", data)
+    public = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    store.save_tensors(tmp_path / "public.safetensors", {"public_x": public})  # the public view
     ctx = AttackContext(
         num_classes=k, channels=1, resolution=8, classes=list(range(k)), device=torch.device("cpu"),
-        gen=gen, data_dir=str(tmp_path),
+        gen=gen, public_dir=str(tmp_path),
     )  # fmt: skip
     ctx.oracle = Oracle(target, access, top_k=top_k)
     return ctx
@@ -266,13 +262,23 @@ def test_secretgen_attack_smoke(tmp_path):
 
 
 def test_learning_inversion_smoke_and_encoding(tmp_path):
+    from mibench_core.attacks.blackbox import record_queries
+
     ctx = _tiny_setup(tmp_path, "top-k", top_k=2)
+    # the answers a trusted job computes on 6 private samples: all the attack sees of its victims
+    answers = Oracle(MCNN(3, 1, 8, width=4).eval(), "top-k", top_k=2)
+    outputs = answers(torch.rand(6, 1, 8, 8) * 2 - 1, slots=torch.arange(6))
+    ctx.victims = VictimAnswers(outputs, answers.slot_counts(6), "top-k", 2, "victims-test")
     res = learning_inversion.run_attack(ctx, 2, 2, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999, 30)
-    _check(res, ctx, 6)
-    idx = res.extras["private_index"]
-    y = store.load_tensors(tmp_path / "data.safetensors")["private_train_y"]
-    assert torch.equal(y[idx], res.labels)
-    assert ctx.oracle.queries == 30 + 6
+    assert res.images.shape == (6, 1, 8, 8) and res.images.abs().max() <= 1
+    assert res.extras["victim"].tolist() == list(range(6)) and "private_index" not in res.extras
+    assert torch.equal(res.labels, outputs.argmax(1))  # the classes the answers name
+    assert ctx.oracle.queries == 30  # the public set; the victims' queries were the answers job's
+    record_queries(res, ctx.oracle, ctx.victims)
+    assert res.info["queries"] == 36 and res.info["queries_victims"] == 6
+    assert res.extras["queries"].tolist() == pytest.approx([30 / 6 + 1] * 6)
+    with pytest.raises(ValueError, match="top-3 answers"):  # answers at another truncation
+        learning_inversion.run_attack(ctx, 2, 3, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999, 30)
     enc = learning_inversion.prediction_encoding(torch.tensor([[0.7, 0.2, 0.1]]), 2, 50.0)
     assert enc[0, 2] == 0 and enc[0, 0].item() == pytest.approx(math.log(0.7) + 50)
 
@@ -364,6 +370,8 @@ def test_max_margin_loss_by_hand():
 
 
 def test_attack_stage_wires_an_oracle(tmp_path, monkeypatch):
+    from whitebox_tiny import write_answers
+
     from mibench_core.attacks import common
 
     model = MCNN(3, 1, 8, width=4)
@@ -376,25 +384,27 @@ def test_attack_stage_wires_an_oracle(tmp_path, monkeypatch):
             "results": {"num_classes": 3, "channels": 1, "resolution": 8},
         },
     )
-    store.save_tensors(ddir / "data.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    store.save_tensors(ddir / "public.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    adir = write_answers(tmp_path / "answers", torch.rand(3, 3), top_k=2)
     seen = {}
 
     def fake_attack(ctx, **params):
         seen["target"], seen["access"], seen["top_k"] = ctx.target, ctx.oracle.access, ctx.oracle.top_k
+        seen["victims"] = len(ctx.victims)
         ctx.oracle(torch.zeros(5, 1, 8, 8))
-        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"victim": torch.tensor([2, 0])})
 
     monkeypatch.setattr(learning_inversion, "run_attack", fake_attack)
     job = {
         "device": "cpu", "seed": 0, "name": "learning-inversion", "outdir": str(tmp_path / "out"),
         "spec": {"params": {"top_k": 2}},
-        "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}},
+        "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}, "answers": {"dir": str(adir)}},
     }  # fmt: skip
     files, info, _ = common.run(job)
-    assert seen == {"target": None, "access": "top-k", "top_k": 2}
-    assert info["queries"] == 5
+    assert seen == {"target": None, "access": "top-k", "top_k": 2, "victims": 3}
+    assert info["queries"] == 5 + 3 and info["queries_victims"] == 3 and info["victims_id"] == "victims-test"
     recon = common.load_reconstructions(tmp_path / "out")
-    assert recon["queries"].tolist() == [2.5, 2.5]
+    assert recon["queries"].tolist() == [3.5, 3.5]  # a share of the 5 shared queries + its victim's one
 
 
 def test_queries_chart(tmp_path):

@@ -263,6 +263,8 @@ def test_kedmi_prior_scores_realness_in_chunks_of_about_its_training_batch():
 @pytest.mark.parametrize("name,aux", [("kedmi", ()), ("lomma-kedmi", ("lomma-students",))])
 def test_kedmi_attacks_score_the_prior_on_batches_of_the_trained_size(tiny, monkeypatch, name, aux):
     # the tiny KEDMI prior trained on batches of 16; 3 classes: ceil(16 / 3) = 6 latents a class a step
+    from whitebox_tiny import public_view
+
     from mibench_core.models.train import load_classifier
     from mibench_core.priors import load_prior
 
@@ -272,7 +274,8 @@ def test_kedmi_attacks_score_the_prior_on_batches_of_the_trained_size(tiny, monk
     spy = _SpyDiscriminator(prior.discriminator)
     prior.discriminator = spy
     ctx = AttackContext(3, 1, 16, [0, 1, 2], torch.device("cpu"), torch.Generator().manual_seed(0),
-                        load_classifier(target), prior, str(data), [load_prior(priors[a]) for a in aux])  # fmt: skip
+                        load_classifier(target), prior, str(public_view(data)),
+                        [load_prior(priors[a]) for a in aux])  # fmt: skip
     if name == "kedmi":
         res = kedmi.run_attack(ctx, per_class=2, iterations=3, lr=0.02, lambda_iden=100.0, samples_per_step=1)
     else:

@@ -139,6 +139,7 @@ def test_defense_configs_validate_and_plan(path):
 
 def test_attack_stage_applies_the_output_processing_of_the_spec(tmp_path, monkeypatch):
     import torch
+    from whitebox_tiny import write_answers
 
     from mibench_core import store
     from mibench_core.attacks import common, learning_inversion
@@ -153,19 +154,20 @@ def test_attack_stage_applies_the_output_processing_of_the_spec(tmp_path, monkey
             "results": {"num_classes": 3, "channels": 1, "resolution": 8},
         },
     )
-    store.save_tensors(ddir / "data.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    store.save_tensors(ddir / "public.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    adir = write_answers(tmp_path / "answers", torch.rand(2, 3), top_k=3)
     seen = []
 
     def fake_attack(ctx, **params):
         seen.append(ctx.oracle(torch.randn(4, 1, 8, 8)))
-        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"victim": torch.tensor([0, 1])})
 
     monkeypatch.setattr(learning_inversion, "run_attack", fake_attack)
     for i, output in enumerate((None, {"name": "label_only", "params": {}})):
         job = {
             "device": "cpu", "seed": 0, "name": "learning-inversion", "outdir": str(tmp_path / f"out{i}"),
             "spec": {"params": {"top_k": 3}, **({"output": output} if output else {})},
-            "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}},
+            "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}, "answers": {"dir": str(adir)}},
         }  # fmt: skip
         common.run(job)
     plain, processed = seen

@@ -107,10 +107,12 @@ def test_dry_run_plans_in_seconds(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out[out.index("Job stats") :], flags=re.M))
-    # 3 targets + evaluation; GMI's prior + KEDMI's and PLG-MI's per target; 3 x 3 runs, a metric job,
-    # a reconstruction figure each; a sample figure per prior; one job per report table or figure
+    # the data and its public view; 3 targets + evaluation; GMI's prior + KEDMI's and PLG-MI's per target;
+    # 3 x 3 runs, a metric job, a reconstruction figure each; a sample figure per prior; one job per report
+    # table or figure
     assert stats == {
         "prepare_data": "1",
+        "make_view": "1",
         "train_model": "4",
         "train_prior": "7",
         "plot_prior_samples": "7",
@@ -128,7 +130,7 @@ def test_dry_run_plans_in_seconds(tmp_path):
         "render_paper_attacks": "1",
         "render_paper_defenses": "1",
         "all": "1",
-        "total": "60",
+        "total": "61",
     }, out[-2000:]
     assert seconds < 60, seconds  # a few seconds on an idle machine
 

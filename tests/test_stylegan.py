@@ -350,12 +350,15 @@ def test_cli_converts_a_verified_pickle_and_the_pretrained_prior_loads_it(tmp_pa
     assert f"sha256 {digest}" in printed
     assert main(["weights", "convert", "fid-inception", "-c", str(cfg)]) == 1  # absent here
     # the pretrained prior, from the converted file (verified) and from the pickle itself
+    from whitebox_tiny import public_view
+
     root, data = tiny
+    public = public_view(data)  # what a prior gets of the data
     for name, source, sha in (("converted", out, digest), ("pickle", pkl, None)):
         job = {"kind": "prior", "name": "stylegan2-ada", "seed": 0, "device": "cpu", "outdir": str(root / name),
                "spec": {"name": "stylegan2-ada", "params": {"weights_file": str(source), "sha256": sha,
                                                            "center_crop": 12, "p_samples": 100}},
-               "inputs": {"data": {"dir": str(data)}}}  # fmt: skip
+               "inputs": {"data": {"dir": str(public)}}}  # fmt: skip
         files, results, _ = stylegan2_ada.train_prior(job)
         store.write_json(root / name / "manifest.json", {"name": "stylegan2-ada", "spec": job["spec"],
                                                          "results": results})  # fmt: skip

@@ -7,7 +7,14 @@ every value it could not compute a reason (the value is then missing, never
 of the private reference images are computed once per job and cached.
 
 The private reference set is the target's training split of the attacked
-classes (the data the attack tries to recover).
+classes (the data the attack tries to recover). The metric stage is the
+trusted evaluator: it reads the data artifact, which attacks never see, and,
+for a per-sample attack, the victims artifact
+(:mod:`mibench_core.data.views`). Such an attack names each
+reconstruction's victim (extras ``victim``); this stage replaces that by
+the victim's row of ``private_train_x`` (extras ``private_index``, which
+per-sample metrics use) and scores the reconstruction against the victim's
+own class (the attack could only give the class the target's answer names).
 
 Intervals. A value that is a statistic of per-reconstruction values (Acc@1,
 KNN distance, PSNR, ...) comes with those values (``per_sample``, aligned
@@ -132,6 +139,20 @@ def mean_over_classes(per_class: dict[int, dict[str, float | None]], name: str) 
     return sum(vals) / len(vals) if vals else None
 
 
+def join_victims(extras: dict[str, torch.Tensor], attack_dir: str, victims_input: dict) -> torch.Tensor:
+    """A per-sample attack's reconstructions, tied to their victims: sets ``extras["private_index"]``
+    from ``extras["victim"]`` (which it removes) and returns the victims' own classes."""
+    from mibench_core.data.views import load_victims
+
+    made_from = store.read_manifest(attack_dir)["results"].get("victims_id")
+    if made_from != victims_input["id"]:
+        raise ValueError(f"the attack inverted the answers on victims {made_from!r}, not on {victims_input['id']!r}")
+    victims = load_victims(victims_input["dir"])
+    row = extras.pop("victim").long()
+    extras["private_index"] = victims["private_index"][row]
+    return victims["labels"][row]
+
+
 BOOTSTRAP_STREAM = int(hashlib.sha256(b"bootstrap").hexdigest()[:8], 16)
 SET_LEVEL_NOTE = "a set-level value without a resampling scheme: no interval"
 
@@ -173,6 +194,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     labels = recon.pop("labels")
     images = recon.pop("images")
+    if "victims" in job["inputs"]:
+        labels = join_victims(recon, job["inputs"]["attack"]["dir"], job["inputs"]["victims"])
     data_manifest = store.read_manifest(job["inputs"]["data"]["dir"])
     keep = torch.isin(data["private_train_y"], labels.unique())
     n_resamples, confidence = interval_settings(job)

@@ -20,10 +20,11 @@ data range is 1.
 
 ``psnr_ssim`` has two modes, named in the result's notes:
 
-* ``per-sample``: the attack targets specific private images and says
-  which in its extras, ``private_index`` (int64 ``[N]``, rows of the data
-  artifact's ``private_train_x``); each reconstruction is compared with its
-  own target.
+* ``per-sample``: the attack targets specific private images (its victims)
+  and the reconstructions' extras say which, ``private_index`` (int64
+  ``[N]``, rows of the data artifact's ``private_train_x``; the metric stage
+  sets it from the victim each reconstruction names, as attacks never see
+  private indices); each reconstruction is compared with its own target.
 * ``nearest-in-class`` (otherwise): each reconstruction's best value over the
   private images of its class (highest SSIM; highest PSNR, i.e. lowest MSE;
   each metric picks its own nearest image). ``max_reference_per_class``

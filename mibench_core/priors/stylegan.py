@@ -75,6 +75,7 @@ from torch import nn
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
+from mibench_core.data.views import load_public
 from mibench_core.priors.common import save_grid
 from mibench_core.runtime import pick_device, progress, seed_everything
 
@@ -831,7 +832,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     device = pick_device(job["device"])
     gen = seed_everything(job["seed"])
     p = job["spec"]["params"]
-    public = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")["public_x"]
+    public = load_public(job["inputs"]["data"]["dir"])["public_x"]  # the public view: all a prior sees
     channels, resolution = public.shape[1], public.shape[-1]
     G, D, history = train_stylegan(public, p, device, gen)
     p_mean, p_std = p_statistics(G.mapping, p["p_samples"], gen, device)

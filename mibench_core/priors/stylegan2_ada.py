@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mibench_core import store
+from mibench_core.data.views import load_public
 from mibench_core.priors.stylegan import StyleGANPrior, p_statistics, save_prior
 from mibench_core.priors.stylegan import load as load_stylegan
 from mibench_core.runtime import pick_device, seed_everything
@@ -61,7 +61,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     G, D, g_kw, d_kw, digest = read_weights(p["weights_file"], p.get("sha256"))
     G = G.to(device).eval()
     D = D.to(device).eval() if D is not None else None
-    public = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")["public_x"]
+    public = load_public(job["inputs"]["data"]["dir"])["public_x"]  # the public view: all a prior sees
     channels, resolution = public.shape[1], public.shape[-1]
     p_mean, p_std = p_statistics(G.mapping, p["p_samples"], gen, device)
     files = save_prior(

@@ -109,7 +109,7 @@ rule plot_reconstructions:
     input:
         recon=lambda w: PLAN.path(run_by_label(w.label).attack_id),
         manifest=lambda w: PLAN.path(run_by_label(w.label).attack_id, "manifest.json"),
-        data=lambda w: PLAN.path(PLAN.nodes[run_by_label(w.label).attack_id].inputs["data"]),
+        data=lambda w: PLAN.path(PLAN.nodes[run_by_label(w.label).metric_ids[0]].inputs["data"]),
     output:
         figure=report(
             f"{REPORTS}/figures/reconstructions/{{label}}.png",
