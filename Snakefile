@@ -44,6 +44,7 @@ include: "workflow/rules/priors.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/split.smk"
 
 
 rule all:

@@ -372,6 +372,9 @@ def validate(config: dict) -> dict:
                 f"config key 'attacks[{i}].prior': attack {atk['name']!r} needs a prior of kind "
                 f"{' or '.join(entry.priors)}, but {atk['prior']!r} is a {prior['name']!r}"
             )
+    from mibench_core.split.config import validate_split
+
+    validate_split(cfg)  # the split-inference track's section
     return cfg
 
 

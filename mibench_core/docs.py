@@ -34,6 +34,8 @@ def _value(v: Any) -> str:
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) + "}"
     return str(v)
 
 
@@ -65,6 +67,7 @@ COLUMNS = {
         lambda e: [e.access, _names(e.priors), _names(e.aux), "yes" if e.victims else "no"],
     ),
     "metric": (["values", "weights"], lambda e: [_names(list(e.columns)), "yes" if e.needs_weights else "no"]),
+    "split_attack": (["access"], lambda e: [e.access]),
 }
 
 

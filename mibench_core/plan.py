@@ -47,6 +47,7 @@ from mibench_core.stages import access_module, runner_module
 
 STAGE_DIRS = {"data": "data", "public": "public", "victims": "victims", "answers": "answers", "model": "models",
               "prior": "priors", "attack": "attacks", "metric": "metrics"}  # fmt: skip
+STAGE_DIRS.update({"split": "split", "split-metric": "split_metrics"})  # mibench_core/split/plan.py
 MAIN_FILE = {
     "data": "data.safetensors",
     "public": "public.safetensors",
@@ -56,6 +57,8 @@ MAIN_FILE = {
     "prior": "generator.safetensors",
     "attack": "recon.safetensors",
     "metric": "metrics.json",
+    "split": "recon.safetensors",
+    "split-metric": "metrics.json",
 }
 HASH_LEN = 10
 # Artifacts only trusted jobs may read, and the kinds of job an attacker runs: the plan never
@@ -486,6 +489,9 @@ def build(config: dict) -> Plan:
                             rep if run_suffix else None,
                         )
                     )
+    from mibench_core.split.plan import add_split_nodes
+
+    add_split_nodes(plan)  # the split-inference track (config key split_inference)
     return plan
 
 

@@ -71,15 +71,19 @@ def problems(cfg: dict, workdir: str | os.PathLike | None = None) -> list[str]:
         return not (p if p.is_absolute() else base / p).exists()
 
     out = []
-    for i, ds in enumerate(cfg.get("datasets", [])):
-        root = ds.get("root")
-        name = ds.get("name")
-        if root:
-            if missing(root):
-                out.append(f"config key 'datasets[{i}].root': dataset {name!r}: no such folder {root}")
-        elif name in NEEDS_SOURCE and (name in NO_DOWNLOAD or not ds.get("download")):
-            how = "a root" if name in NO_DOWNLOAD else "a root or download: true"
-            out.append(f"config key 'datasets[{i}].root': dataset {name!r} needs {how}")
+    split_datasets = (cfg.get("split_inference") or {}).get("datasets") or []
+    for section, datasets in (("datasets", cfg.get("datasets", [])), ("split_inference.datasets", split_datasets)):
+        if section != "datasets" and datasets is cfg.get("datasets"):
+            continue  # the split track reuses the top-level datasets
+        for i, ds in enumerate(datasets):
+            root = ds.get("root")
+            name = ds.get("name")
+            if root:
+                if missing(root):
+                    out.append(f"config key '{section}[{i}].root': dataset {name!r}: no such folder {root}")
+            elif name in NEEDS_SOURCE and (name in NO_DOWNLOAD or not ds.get("download")):
+                how = "a root" if name in NO_DOWNLOAD else "a root or download: true"
+                out.append(f"config key '{section}[{i}].root': dataset {name!r} needs {how}")
     sections = [("targets", cfg.get("targets", [])), ("evaluation", cfg.get("evaluation", {}))]
     sections += [(s, cfg.get(s, [])) for s in ("defenses", "priors", "attacks", "metrics")]
     for section, value in sections:

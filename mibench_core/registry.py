@@ -44,8 +44,11 @@ from typing import Any
 from mibench_core.stages import ACCESS_BUILDERS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric")
+KINDS = ("dataset", "arch", "defense", "output", "prior", "attack", "metric", "split_attack")
 ACCESS_LEVELS = tuple(ACCESS_BUILDERS)  # white-box, probabilities, top-k, label: each has a context builder
+# split_attack: what the untrusted party of a split model holds besides the features f1(x) it sees
+# (the edge part f1's weights; queries of f1; the cloud part f2 only): mibench_core/split/
+SPLIT_ACCESS_LEVELS = ("white-box", "feature-queries", "query-free")
 # Optional keys of a METHODS entry and their defaults (beside name, kind, call, description).
 OPTIONAL = {
     "defaults": {},
@@ -62,6 +65,7 @@ OPTIONAL = {
     # metric: the values it reports, {column: {"label": ..., "better": "higher" | "lower", "meaning": ...}}
     # (how tables and figures name them; a value it reports but does not declare is shown under its own name)
     "columns": {},
+    "split_points": [],  # arch: layer names after which the model can be split, shallow to deep
 }
 COLUMN_KEYS = ("label", "better", "meaning")
 
@@ -87,6 +91,7 @@ class Entry:
     needs_weights: bool = False
     strength: tuple[str, ...] = ()
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    split_points: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -137,8 +142,9 @@ def _entries_of(path: Path) -> list[Entry]:
             raise RegistryError(f"{where}: METHODS[{i}]: missing keys {missing}, unknown keys {unknown}")
         if item["kind"] not in KINDS:
             raise RegistryError(f"{where}: METHODS[{i}]: kind {item['kind']!r} is not one of {', '.join(KINDS)}")
-        if item.get("access", "white-box") not in ACCESS_LEVELS:
-            raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {ACCESS_LEVELS}")
+        levels = SPLIT_ACCESS_LEVELS if item["kind"] == "split_attack" else ACCESS_LEVELS
+        if item.get("access", "white-box") not in levels:
+            raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {levels}")
         white_box = item.get("access", "white-box") == "white-box"
         if item.get("victims") and ("per_class" not in item.get("defaults", {}) or white_box):
             raise RegistryError(
@@ -147,7 +153,7 @@ def _entries_of(path: Path) -> list[Entry]:
             )
         _check_columns(item.get("columns", {}), f"{where}: METHODS[{i}]")
         kw = {k: item.get(k, default) for k, default in OPTIONAL.items()}
-        for k in ("priors", "aux", "strength"):
+        for k in ("priors", "aux", "strength", "split_points"):
             kw[k] = tuple(kw[k])
         out.append(Entry(item["name"], item["kind"], module, item["call"], item["description"], **kw))
     return out

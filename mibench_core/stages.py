@@ -22,6 +22,8 @@ RUNNERS = {
     "prior": "mibench_core.priors:run_prior",
     "attack": "mibench_core.attacks.common:run",
     "metric": "mibench_core.metrics.common:run",
+    "split": "mibench_core.split.common:run",
+    "split-metric": "mibench_core.split.metrics:run",
 }
 
 # Access level -> ``builder(ctx, job, access, params)``: fills the attack context with what that

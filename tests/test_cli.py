@@ -33,10 +33,11 @@ def test_plan_counts_jobs_by_stage(capsys):
     counts = Counter(n.kind for n in plan.nodes.values())
     expected = {k: str(counts.get(k, 0)) for k in STAGE_DIRS}
     assert out == {**expected, "runs": str(len(plan.runs))}
-    # smoke: one dataset and its public view, one target + the evaluation model, one attack job per run,
-    # one per-sample attack (learning-inversion): its victims and the target's answers on them
-    assert out["data"] == out["public"] == "1" and out["model"] == "2" and out["attack"] == out["runs"] != "0"
+    # smoke: one dataset and its public view, one target + the evaluation model + the split track's LeNet,
+    # one attack job per run, one per-sample attack (learning-inversion): its victims and the target's answers on them
+    assert out["data"] == out["public"] == "1" and out["model"] == "3" and out["attack"] == out["runs"] != "0"
     assert out["victims"] == out["answers"] == "1"
+    assert out["split"] != "0" and out["split-metric"] == "1"
 
 
 def test_plan_verbose_lists_ids(capsys):

@@ -25,7 +25,7 @@ from mibench_core.stages import ACCESS_BUILDERS, RUNNERS, access_module, runner_
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "mibench_core"
 STAGE_OF_KIND = {"dataset": "data", "arch": "model", "defense": "model", "prior": "prior", "attack": "attack",
-                 "metric": "metric"}  # fmt: skip
+                 "metric": "metric", "split_attack": "split"}  # fmt: skip
 WHITE_BOX = {e.name for e in registry.REGISTRIES["attack"].values() if e.access == "white-box"}
 BLACK_BOX = set(registry.REGISTRIES["attack"]) - WHITE_BOX
 
@@ -116,6 +116,10 @@ def entries_of_node(node) -> list[registry.Entry]:
         return [registry.get("prior", node.name), *output]
     if node.kind == "attack":
         return [registry.get("attack", node.name), *output]
+    if node.kind == "split":
+        return [registry.get("split_attack", node.name)]
+    if node.kind == "split-metric":
+        return []
     return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
 
 

@@ -22,8 +22,15 @@ def plan_with(**extra):
     return build(validate(c))
 
 
+def split_ids(p):
+    """The split-inference track's nodes and its targets (the track is not replicated)."""
+    split = {n.id for n in p.nodes.values() if n.kind in ("split", "split-metric")}
+    return split | {p.nodes[i].inputs["target"] for i in split}
+
+
 def ids(p, kind, role=None):
-    return {n.id for n in p.nodes.values() if n.kind == kind and (role is None or n.spec.get("role") == role)}
+    nodes = [n for n in p.nodes.values() if n.kind == kind and (role is None or n.spec.get("role") == role)]
+    return {n.id for n in nodes} - split_ids(p)
 
 
 def test_replicate_artifacts_differ_in_id_and_share_the_unvaried_ones():
@@ -35,6 +42,7 @@ def test_replicate_artifacts_differ_in_id_and_share_the_unvaried_ones():
     for kind, role in (("model", "target"), ("prior", None), ("attack", None), ("metric", None)):
         assert len(ids(rep, kind, role)) == 3 * len(ids(plain, kind, role)), kind
         assert not ids(rep, kind, role) & ids(plain, kind, role), kind
+    assert split_ids(rep) == split_ids(plain) and split_ids(plain)  # shared with the plain run
     assert len(rep.runs) == 3 * len(plain.runs) and len({r.label for r in rep.runs}) == len(rep.runs)
     gmi = [r for r in rep.runs if r.attack == "gmi"]
     assert [r.label for r in gmi] == [f"fashion-mnist.mcnn.none.gmi.seed{s}" for s in (0, 1, 2)]

@@ -122,6 +122,23 @@ def test_reports_are_written(smoke_run):
     assert len(list((rep / "figures" / "priors").glob("*.png"))) == 6
 
 
+def test_split_inference_track_is_built(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    df = pd.read_parquet(out / "tables" / "split_inference.parquet")
+    assert set(df["technique"]) == {"rmle", "inverse-net-heldout", "query-free-train-alternative"}
+    assert sorted(df["split_point"]) == ["conv1"] * 3 + ["fc1"] * 3 and set(df["target"]) == {"lenet"}
+    assert df["psnr"].map(math.isfinite).all() and (df["psnr"] > 0).all()
+    assert df["ssim"].between(-1, 1).all() and df["acc1"].between(0, 1).all()
+    assert (df["num_reconstructions"] == 8).all() and df["split_id"].is_unique
+    queries = df.set_index("technique")["queries"]
+    assert (queries["inverse-net-heldout"] > 0).all() and queries.drop("inverse-net-heldout").isna().all()
+    md = (out / "reports" / "tables" / "split_inference.md").read_text()
+    assert "## sklearn-digits.lenet.none" in md and "| rmle | white-box |" in md
+    pngs = ["depth.png", "sklearn-digits.lenet.none/conv1.png", "sklearn-digits.lenet.none/fc1.png"]
+    for png in pngs:
+        assert (out / "reports" / "figures" / "split" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
 def test_second_run_schedules_nothing(smoke_run):
     out = snakemake(smoke_run, "-n")
     assert "Nothing to be done" in out.stdout + out.stderr

@@ -122,6 +122,7 @@ def final_targets():
         *[f"{REPORTS}/tables/perspectives/{p}.md" for p in PERSPECTIVES],
         f"{REPORTS}/tables/defense_matrix.md",
         f"{REPORTS}/tables/defense_matrix.tex",
+        *split_targets(),  # the split-inference track (workflow/rules/split.smk)
     ]
 
 

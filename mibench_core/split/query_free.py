@@ -1,0 +1,155 @@
+"""Query-free attack: shadow-model reconstruction, then rMLE (He, Zhang, Lee 2019, Section 6).
+
+The untrusted party runs the cloud part ``f2`` (its weights are known) but
+can neither query the edge nor see f1's weights. It trains a shadow edge
+``f1'`` so that the *frozen* ``f2(f1'(x))`` classifies its own labelled
+images (cross-entropy; only ``f1'`` is updated, ``f2`` is never touched),
+then inverts the victims' features through ``f1'`` with rMLE
+(:func:`mibench_core.split.rmle.rmle_invert`).
+
+The four settings of the paper's Table 6: the shadow is trained on the
+target's training data (``data: train``) or on other images of the same
+distribution (``data: heldout``), with the target's edge structure
+(``structure: same``) or the alternative one of the paper's shadow-model
+table (``structure: alternative``, see :mod:`mibench_core.split.nets`).
+
+Hyperparameters: the authors' ``inverse_query_free_CIFAR.py``. Shadow
+training: Adam (lr 1e-3, eps 1e-3, AMSGrad), batch 32, 50 epochs, the
+learning rate halved every 10 epochs. Inversion: rMLE with 500 iterations,
+lr 0.1, lambda_TV 2 (their README's ReLU22 command; the same for every
+split point unless the config says otherwise: ``lambda_tv`` and ``lr`` may be
+dicts keyed by split point, like rMLE's). ``samples`` caps the attacker's
+images (None: the whole split).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mibench_core.runtime import progress
+from mibench_core.split.contract import SplitContext, SplitResult
+from mibench_core.split.rmle import rmle_invert
+
+METHODS = [
+    {
+        "name": "query-free",
+        "kind": "split_attack",
+        "call": "run_attack",
+        "access": "query-free",
+        "description": "query-free (He et al. 2019): shadow f1' trained so the frozen f2(f1'(x)) classifies the "
+        "attacker's data, then rMLE on f1'",
+        "defaults": {
+            "data": "train",
+            "structure": "same",
+            "samples": None,
+            "epochs": 50,
+            "batch_size": 32,
+            "lr_shadow": 0.001,
+            "halve_lr_every": 10,
+            "iterations": 500,
+            "lr": {"default": 0.1},
+            "lambda_tv": {"default": 2.0},
+            "adam_eps": 0.001,
+            "amsgrad": True,
+            "inversion_batch_size": 64,
+        },
+        "bounds": {"epochs": "[1, inf)", "batch_size": "[1, inf)", "lr_shadow": "(0, inf)", "iterations": "[1, inf)"},
+    }
+]
+
+log = logging.getLogger("mibench.split.query_free")
+
+
+def train_shadow(
+    shadow: nn.Module,
+    f2: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    adam_eps: float,
+    amsgrad: bool,
+    halve_lr_every: int,
+    gen: torch.Generator,
+    device: torch.device | str,
+) -> list[float]:
+    """Train ``shadow`` so that ``f2(shadow(x))`` predicts ``labels``; ``f2`` stays frozen (eval mode, no
+    gradients to its parameters, which the optimizer never sees). Returns the mean loss per epoch."""
+    f2.eval()
+    for p in f2.parameters():
+        p.requires_grad_(False)
+    shadow.to(device).train()
+    opt = torch.optim.Adam(shadow.parameters(), lr=lr, eps=adam_eps, amsgrad=amsgrad)
+    n = len(images)
+    history = []
+    bar = progress(total=epochs * ((n + batch_size - 1) // batch_size), desc="shadow", unit="step")
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(f2(shadow(images[idx].to(device))), labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            bar.update(1)
+        history.append(total / n)
+        if (epoch + 1) % halve_lr_every == 0:
+            for group in opt.param_groups:
+                group["lr"] /= 2.0
+    bar.close()
+    shadow.eval()
+    for p in shadow.parameters():
+        p.requires_grad_(False)
+    return history
+
+
+@torch.no_grad()
+def split_accuracy(f1: nn.Module, f2: nn.Module, images: torch.Tensor, labels: torch.Tensor, device) -> float:
+    correct = 0
+    for i in range(0, len(images), 512):
+        correct += (f2(f1(images[i : i + 512].to(device))).argmax(1).cpu() == labels[i : i + 512]).sum().item()
+    return correct / max(1, len(images))
+
+
+def run_attack(
+    ctx: SplitContext,
+    data: str,
+    structure: str,
+    samples: int | None,
+    epochs: int,
+    batch_size: int,
+    lr_shadow: float,
+    halve_lr_every: int,
+    iterations: int,
+    lr: float,
+    lambda_tv: float,
+    adam_eps: float,
+    amsgrad: bool,
+    inversion_batch_size: int,
+) -> SplitResult:
+    images, labels = ctx.attacker_images(data, samples, labelled=True)
+    shadow = ctx.shadow_f1(structure)
+    history = train_shadow(
+        shadow, ctx.f2, images, labels, epochs=epochs, batch_size=batch_size, lr=lr_shadow, adam_eps=adam_eps,
+        amsgrad=amsgrad, halve_lr_every=halve_lr_every, gen=ctx.gen, device=ctx.device,
+    )  # fmt: skip
+    acc = split_accuracy(shadow, ctx.f2, images, labels, ctx.device)
+    log.info("shadow (%s structure, %d %s images): f2(f1'(x)) accuracy %.4f", structure, len(images), data, acc)
+    recon, loss = rmle_invert(
+        shadow, ctx.features, ctx.image_shape, iterations=iterations, lr=lr, lambda_tv=lambda_tv,
+        adam_eps=adam_eps, amsgrad=amsgrad, batch_size=inversion_batch_size, device=ctx.device, desc="rmle-shadow",
+    )  # fmt: skip
+    info = {
+        "attacker_data": data, "attacker_samples": len(images), "structure": structure,
+        "shadow_train_loss": history, "shadow_train_acc": acc,
+        "shadow_params": sum(p.numel() for p in shadow.parameters()), "feature_loss": loss.mean().item(),
+    }  # fmt: skip
+    return SplitResult(recon, info=info, extras={"feature_loss": loss})
