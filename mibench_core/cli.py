@@ -9,6 +9,7 @@ mibench yaml-check SNAKEMAKE-ARGS  read every --configfile of a snakemake comman
 mibench weights list [-c ...]    known weight files: present or not, where, checksum status
 mibench weights verify [NAME]    verify the sha256 of one (or every present) weight file
 mibench weights path NAME        the verified path of a weight file (exit 1 when absent)
+mibench weights convert NAME     convert a verified network pickle to safetensors (stylegan2-ada-ffhq)
 """
 
 from __future__ import annotations
@@ -203,7 +204,29 @@ def cmd_weights(args) -> int:
     if not res.ok:
         print(res.reason(), file=sys.stderr)
         return 1
+    if args.action == "convert":
+        return _convert(args, res)
     print(res.path)
+    return 0
+
+
+def _convert(args, res) -> int:
+    """Convert a verified StyleGAN2-ADA pickle with the restricted unpickler; print the output's sha256."""
+    from mibench_core.priors import stylegan_pickle
+
+    if args.name not in stylegan_pickle.CONVERTIBLE:
+        print(f"{args.name!r} is not a network pickle; convertible: {', '.join(stylegan_pickle.CONVERTIBLE)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out = Path(args.out) if args.out else res.path.with_name(f"{args.name}.safetensors")
+    try:
+        digest = stylegan_pickle.convert(res.path, out)
+    except (stylegan_pickle.UnsafePickleError, stylegan_pickle.ConversionError) as exc:
+        print(f"{res.path}: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    print(f"sha256 {digest}")
+    print(f"prior config: {{name: stylegan2-ada, weights_file: {out}, sha256: {digest}}}")
     return 0
 
 
@@ -257,13 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("yaml-check", help="read the config files of a snakemake command line (its other arguments)")
-    p = sub.add_parser("weights", help="external weight files: list, verify, path")
-    p.add_argument("action", choices=["list", "verify", "path"])
+    p = sub.add_parser("weights", help="external weight files: list, verify, path, convert")
+    p.add_argument("action", choices=["list", "verify", "path", "convert"])
     p.add_argument("name", nargs="?", help="weight file name (see `mibench weights list`)")
     p.add_argument("-c", "--configfile", action="append", default=[], help="config file(s) whose weights: to use")
+    p.add_argument("--out", help="convert: the safetensors file to write (default: NAME.safetensors beside it)")
     args = parser.parse_args(argv)
-    if args.cmd == "weights" and args.action == "path" and not args.name:
-        parser.error("mibench weights path needs a NAME")
+    if args.cmd == "weights" and args.action in ("path", "convert") and not args.name:
+        parser.error(f"mibench weights {args.action} needs a NAME")
     if args.cmd == "run":
         from mibench_core.store import CorruptArtifact
 

@@ -36,9 +36,10 @@ NO_DOWNLOAD = {"image-folder", "tabular", "purchase100", "texas100", "location30
 PATH_KEY = re.compile(r"(^|_)(weights|checkpoint|path|file)$")
 # Classes of the datasets with a fixed class list (image-folder: its root's sub-folders).
 DATASET_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10, "sklearn-digits": 10}
-# Priors built from DCGAN-style up/down-sampling blocks: a power-of-two resolution >= 8
-# (the rule of mibench_core.priors.common.n_blocks; tests/test_config_malformed.py checks both agree).
-POWER_OF_TWO_PRIORS = {"gmi-gan", "kedmi-gan", "plgmi-gan", "lokt-tacgan"}
+# Priors built from DCGAN-style up/down-sampling blocks, or StyleGAN blocks, at the dataset's resolution: a
+# power-of-two resolution >= 8 (the rule of mibench_core.priors.common.n_blocks and of the StyleGAN prior's
+# check; tests/test_config_malformed.py checks they agree).
+POWER_OF_TWO_PRIORS = {"gmi-gan", "kedmi-gan", "plgmi-gan", "lokt-tacgan", "stylegan"}
 
 
 def dcgan_resolution_ok(resolution: int) -> bool:

@@ -57,6 +57,7 @@ class WeightFile:
     sha256_prefix: str | None = None  # torch hub convention: the hex in the file name
     digest_source: str = ""  # where the full digest comes from
     extra_cache_dirs: tuple[str, ...] = ()  # subfolders of TORCH_HOME besides hub/checkpoints
+    metric: bool = True  # loaded by a metric (its presence enters the ids of metrics that use weights)
 
 
 def _entries(*files: WeightFile) -> dict[str, WeightFile]:
@@ -121,6 +122,17 @@ KNOWN: dict[str, WeightFile] = _entries(
         "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
         "metric facenet_distance (pretrained: casia-webface): facenet-pytorch InceptionResnetV1",
         extra_cache_dirs=("checkpoints",),
+    ),
+    WeightFile(
+        "stylegan2-ada-ffhq",
+        "ffhq.pkl",
+        # NVIDIA publishes no digest for it; give the one of your copy in the config
+        # (weights: {stylegan2-ada-ffhq: {path, sha256}}) to convert it.
+        None,
+        "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
+        "prior stylegan2-ada (FFHQ 1024x1024 StyleGAN2-ADA; `mibench weights convert stylegan2-ada-ffhq` "
+        "reads it safely and writes safetensors)",
+        metric=False,
     ),
 )
 
@@ -327,7 +339,9 @@ def presence_token(user: dict | None = None) -> dict[str, str]:
     exactly those metrics instead of keeping a stale "missing" value.
     """
     out = {}
-    for name in KNOWN:
+    for name, entry in KNOWN.items():
+        if not entry.metric:
+            continue
         found = next((p for p in candidates(name, user) if p.is_file()), None)
         if found is None:
             out[name] = "absent"

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from mibench_core import preflight, registry
+from mibench_core import preflight
 from mibench_core.cli import _merge
 from mibench_core.config import ConfigError, validate
 from mibench_core.plan import build
@@ -135,15 +135,46 @@ def test_dry_run_plans_in_seconds(tmp_path):
     assert seconds < 60, seconds  # a few seconds on an idle machine
 
 
-def test_highres_stylegan_config_is_honest_about_missing_priors():
+HIGHRES_FILES = ["weights/resnet18-f37072fd.pth", "weights/resnet152-394f9c45.pth",
+                 "weights/densenet169-b2777c0a.pth", "weights/inception_v3_google-0cc3c7bd.pth",
+                 "weights/stylegan2-ada-ffhq.safetensors"]  # fmt: skip
+STYLEGAN_ATTACKS = ["ppa", "if-gmi", "mirror-wb", "mirror-bb", "c2fmi", "vmi-flow"]
+
+
+def test_highres_stylegan_config_plans_the_stylegan_attacks_on_the_pretrained_prior():
     raw = yaml.safe_load(HIGHRES.read_text())
-    assert raw["datasets"][0]["resolution"] == 224
-    missing = [p["name"] for p in raw["priors"] if p["name"] not in registry.REGISTRIES["prior"]]
-    if missing:
-        with pytest.raises(ConfigError, match=re.escape(missing[0])):
-            validate(_load(HIGHRES))
-    else:
-        build(validate(_load(HIGHRES)))
+    assert raw["datasets"][0]["resolution"] == 224 and raw["datasets"][0]["label"] == "facescrub224"
+    assert [p["name"] for p in raw["priors"]] == ["stylegan2-ada"]
+    assert raw["priors"][0]["center_crop"] == 800
+    assert [a["name"] for a in raw["attacks"]] == STYLEGAN_ATTACKS
+    plan = build(validate(_load(HIGHRES)))
+    assert len(plan.runs) == 3 * len(STYLEGAN_ATTACKS)  # 3 targets
+    assert {r.prior for r in plan.runs} == {"stylegan2"}
+    (prior,) = plan.of_kind("prior")
+    assert prior.spec["params"]["weights_file"] == "weights/stylegan2-ada-ffhq.safetensors"
+    ppa = next(n for n in plan.of_kind("attack") if n.name == "ppa")
+    assert ppa.spec["params"]["candidates"] == 200 and ppa.spec["params"]["iterations"] == 50  # paper defaults
+
+
+def _highres_files(workdir):
+    (workdir / "data" / "facescrub").mkdir(parents=True)
+    for w in HIGHRES_FILES:
+        (workdir / w).parent.mkdir(exist_ok=True)
+        (workdir / w).write_bytes(b"stand-in")
+
+
+def test_highres_dry_run_names_the_missing_generator_then_plans(tmp_path):
+    proc, _ = _snakemake_n(tmp_path, HIGHRES)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "no job was started" in out and "Job stats" not in out
+    assert "priors[0].params.weights_file" in out and "weights/stylegan2-ada-ffhq.safetensors" in out, out[-2000:]
+    assert "data/facescrub" in out
+    _highres_files(tmp_path)
+    proc, seconds = _snakemake_n(tmp_path, HIGHRES)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert re.search(r"^train_prior\s+1$", out, flags=re.M) and re.search(r"^run_attack\s+18$", out, flags=re.M)
+    assert seconds < 60, seconds
 
 
 def test_null_unsets_an_inherited_parameter():

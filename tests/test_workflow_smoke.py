@@ -41,8 +41,9 @@ def tables(workdir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(t / "attacks.parquet"), pd.read_parquet(t / "attack_classes.parquet")
 
 
-WHITE_BOX = {"gmi", "kedmi", "plgmi", "lomma-gmi", "lomma-kedmi", "vmi", "deepinversion", "secretgen"}
-BLACK_BOX = {"brep-mi", "rlb-mi", "lokt", "secretgen-bb", "learning-inversion"}
+WHITE_BOX = {"gmi", "kedmi", "plgmi", "lomma-gmi", "lomma-kedmi", "vmi", "deepinversion", "secretgen",
+             "ppa", "mirror-wb", "if-gmi", "vmi-flow"}  # fmt: skip
+BLACK_BOX = {"brep-mi", "rlb-mi", "lokt", "secretgen-bb", "learning-inversion", "mirror-bb", "c2fmi"}
 
 
 def test_tables_have_the_schema_and_valid_metrics(smoke_run):
@@ -118,7 +119,7 @@ def test_reports_are_written(smoke_run):
     pngs += ["figures/priors/sklearn-digits.gmi-gan.png"]
     for png in pngs:
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
-    assert len(list((rep / "figures" / "priors").glob("*.png"))) == 5
+    assert len(list((rep / "figures" / "priors").glob("*.png"))) == 6
 
 
 MIA = {"nn-attack", "loss-threshold", "label-only", "top3-nn", "top1-threshold", "blindmi-diff", "top2-true",
