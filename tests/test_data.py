@@ -204,3 +204,20 @@ def test_image_folder_holds_one_copy_of_the_images(tmp_path):
         tracemalloc.stop()
     assert raw.train_x.shape == (60, 128, 128, 3)
     assert peak < 1.3 * raw.train_x.nbytes, (peak, raw.train_x.nbytes)
+
+
+def test_to_tensor_images_indexes_a_chunk_at_a_time():
+    """The splits select rows of the raw images chunk by chunk, never copying a whole split first."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8)
+    index = rng.permutation(400)[:300]
+    np.testing.assert_array_equal(to_tensor_images(x, 16, 1, chunk=64, index=index), to_tensor_images(x[index], 16, 1))
+    tracemalloc.start()
+    try:
+        to_tensor_images(x, 16, 3, chunk=32, index=index)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x[index].nbytes, (peak, x[index].nbytes)  # a chunk (32 of 300 rows), not the selection
