@@ -4,6 +4,8 @@ mibench run --job JSON           run one artifact job (what the rules call)
 mibench list                     every registered method with a one-line description
 mibench plan [-c CONFIG ...]     what a config expands to: jobs by stage
 mibench show ID [-c CONFIG ...]  an artifact's manifest and lineage
+mibench verify [-c CONFIG ...]   check every built artifact of a config against its manifest
+mibench yaml-check SNAKEMAKE-ARGS  read every --configfile of a snakemake command line (scripts/run.sh)
 mibench weights list [-c ...]    known weight files: present or not, where, checksum status
 mibench weights verify [NAME]    verify the sha256 of one (or every present) weight file
 mibench weights path NAME        the verified path of a weight file (exit 1 when absent)
@@ -24,31 +26,37 @@ def run_job(job: dict) -> dict:
 
     from mibench_core import store
     from mibench_core.runtime import set_threads, setup_logging
+    from mibench_core.stages import RUNNERS
 
     setup_logging()
     set_threads()
-    from mibench_core.stages import RUNNERS
-
+    # inputs are checked before anything loads them: a corrupted artifact stops the job, naming it
+    store.check_inputs(job)
     module, _, attr = RUNNERS[job["kind"]].partition(":")
     fn = getattr(importlib.import_module(module), attr)
-    Path(job["outdir"]).mkdir(parents=True, exist_ok=True)
+    outdir = Path(job["outdir"])
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob(".*.tmp"):  # half-written files of an attempt that was killed
+        stale.unlink(missing_ok=True)
     t0 = time.time()
     files, results, device = fn(job)
     return store.write_manifest(job, files, wall_time_s=time.time() - t0, device=device, extra=results)
 
 
-def _load_config(paths: list[str]) -> dict:
-    import yaml
-
-    from mibench_core.config import validate
+def _load_config(paths: list[str], preflight: bool = True) -> dict:
+    """config/config.yaml with ``paths`` merged over it, validated and preflighted as the Snakefile does."""
+    from mibench_core.config import ConfigError, checked, load_yaml, validate
 
     repo = Path(__file__).resolve().parent.parent
     cfg: dict = {}
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster on paper-scale grids
     for path in [str(repo / "config" / "config.yaml"), *paths]:
-        with open(path) as fh:
-            _merge(cfg, yaml.load(fh, Loader=loader) or {})
-    return validate(cfg)
+        _merge(cfg, load_yaml(path))
+    if preflight:
+        return checked(cfg)
+    try:
+        return validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
 
 
 def _merge(base: dict, new: dict) -> None:
@@ -73,17 +81,27 @@ def cmd_list(_args) -> int:
 def cmd_plan(args) -> int:
     from collections import Counter
 
-    from mibench_core.plan import build
+    from mibench_core.plan import STAGE_DIRS, build
 
     plan = build(_load_config(args.configfile))
     counts = Counter(n.kind for n in plan.nodes.values())
-    for kind in ("data", "model", "prior", "attack", "metric"):
+    for kind in STAGE_DIRS:
         print(f"{kind:<8} {counts.get(kind, 0)}")
     print(f"runs     {len(plan.runs)}")
     if args.verbose:
         for node in plan.nodes.values():
             print(f"{node.kind:<8} {node.id:<32} {node.label}")
     return 0
+
+
+def _state(folder: Path) -> tuple[str, list[str]]:
+    """(state, problems) of an artifact folder: not built, present and verified, or corrupt."""
+    from mibench_core import store
+
+    if not (folder / store.MANIFEST).exists():
+        return "not built", []
+    found = store.problems(folder)
+    return ("CORRUPT" if found else "present, verified"), found
 
 
 def cmd_show(args) -> int:
@@ -96,20 +114,49 @@ def cmd_show(args) -> int:
         return 2
     for nid in plan.lineage(args.id):
         node = plan.nodes[nid]
-        folder = Path(node.directory(plan.results_dir))
-        state = "present" if (folder / store.MANIFEST).exists() else "not built"
+        state, found = _state(Path(node.directory(plan.results_dir)))
         print(f"{node.kind:<7} {nid:<32} {node.label}  [{state}]")
+        for line in found:
+            print(f"{'':<8}{line}")
     folder = Path(plan.nodes[args.id].directory(plan.results_dir))
-    if (folder / store.MANIFEST).exists():
-        print(json.dumps(store.read_manifest(folder), indent=2))
-    return 0
+    state, found = _state(folder)
+    if state != "not built":
+        if found:
+            print(f"The manifest below does not describe the files in {folder}. {store.rebuild_hint(folder)}")
+        try:
+            print(json.dumps(store.read_manifest(folder), indent=2))
+        except ValueError:
+            pass  # unreadable: said above
+    return 1 if found else 0
+
+
+def cmd_verify(args) -> int:
+    from mibench_core import store
+    from mibench_core.plan import build
+
+    plan = build(_load_config(args.configfile))
+    bad = built = 0
+    for node in plan.nodes.values():
+        folder = Path(node.directory(plan.results_dir))
+        state, found = _state(folder)
+        if state == "not built":
+            continue
+        built += 1
+        if found:
+            bad += 1
+            print(f"CORRUPT {node.kind} {node.id} ({node.label}): {'; '.join(found)}")
+            print(f"        {store.rebuild_hint(folder)}")
+        elif args.verbose:
+            print(f"ok      {node.kind} {node.id}")
+    print(f"{built - bad} of {built} built artifacts verified, {bad} corrupt, {len(plan.nodes) - built} not built")
+    return 1 if bad else 0
 
 
 def _weights_user(args) -> dict:
     """The config's ``weights:`` mapping when config files are given (else none)."""
     if not args.configfile:
         return {}
-    return _load_config(args.configfile).get("weights", {})
+    return _load_config(args.configfile, preflight=False).get("weights", {})  # listing what is missing
 
 
 def cmd_weights(args) -> int:
@@ -157,15 +204,47 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def configfiles_of(argv: list[str]) -> list[str]:
+    """The files a snakemake command line names with --configfile / --configfiles."""
+    out, taking = [], False
+    for arg in argv:
+        if arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            taking = name in ("--configfile", "--configfiles") and not eq
+            if name in ("--configfile", "--configfiles") and eq:
+                out.append(value)
+        elif taking:
+            out.append(arg)
+    return out
+
+
+def yaml_check(snakemake_args: list[str]) -> int:
+    """Snakemake reads --configfile files itself, and its message for a broken one names neither the
+    file nor the line; this reads them first and says which file, and where."""
+    from mibench_core.config import ConfigError, load_yaml
+
+    try:
+        for path in configfiles_of(snakemake_args):
+            load_yaml(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mibench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["yaml-check"]:  # the rest is a snakemake command line, not ours to parse
+        return yaml_check(argv[1:])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run one artifact job")
     p.add_argument("--job", required=True, help="job description (JSON), as the plan makes it")
+    p.add_argument("--label", help="the artifact's label, recorded in its manifest (a name, not part of the job)")
     sub.add_parser("list", help="list registered methods")
-    for name in ("plan", "show"):
+    for name in ("plan", "show", "verify"):
         p = sub.add_parser(name)
         p.add_argument(
             "-c", "--configfile", action="append", default=[], help="config file(s) merged over config/config.yaml"
@@ -174,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("id")
         else:
             p.add_argument("-v", "--verbose", action="store_true")
+    sub.add_parser("yaml-check", help="read the config files of a snakemake command line (its other arguments)")
     p = sub.add_parser("weights", help="external weight files: list, verify, path")
     p.add_argument("action", choices=["list", "verify", "path"])
     p.add_argument("name", nargs="?", help="weight file name (see `mibench weights list`)")
@@ -182,9 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "weights" and args.action == "path" and not args.name:
         parser.error("mibench weights path needs a NAME")
     if args.cmd == "run":
-        run_job(json.loads(args.job))
+        from mibench_core.store import CorruptArtifact
+
+        job = json.loads(args.job)
+        if args.label is not None:
+            job["label"] = args.label
+        try:
+            run_job(job)
+        except CorruptArtifact as exc:
+            print(f"mibench: {exc}", file=sys.stderr)
+            return 1
         return 0
-    return {"list": cmd_list, "plan": cmd_plan, "show": cmd_show, "weights": cmd_weights}[args.cmd](args)
+    from mibench_core.config import ConfigError
+
+    commands = {"list": cmd_list, "plan": cmd_plan, "show": cmd_show, "verify": cmd_verify, "weights": cmd_weights}
+    try:
+        return commands[args.cmd](args)
+    except ConfigError as exc:  # the message `snakemake -n` prints for the same config, without a traceback
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,11 +3,26 @@
 Runs while Snakemake parses the workflow (before any job), so it imports no
 torch. Every error names the offending key, e.g.
 ``config key 'attacks[0].name': unknown attack 'gmx'; valid: gmi``.
+
+Numbers: a string that reads as a number where a number is expected is that
+number (YAML 1.1, which PyYAML and Snakemake follow, reads ``1e-3`` as a
+string); an integral float where an integer is expected is that integer
+(``1e3`` iterations); NaN and infinities are refused everywhere. A method's
+parameters are checked against its registry entry's ``bounds`` (interval
+notation: ``"[1, inf)"``, ``"(0, inf)"``, ``"[0, 1)"``; a parameter whose
+default is null may be null, and a bound with integer endpoints makes it an
+integer).
+
+:func:`checked` is what the Snakefile and ``mibench plan|show|verify`` run:
+validation, then the preflight (mibench_core/preflight.py), raising one
+:class:`ConfigError` whose message both print.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +32,122 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 
 
 class ConfigError(ValueError):
-    """An invalid configuration; the message names the key."""
+    """An invalid configuration; the message names the key (or the file, and line)."""
+
+
+def load_yaml(path: str | Path) -> dict:
+    """One config file as a mapping; :class:`ConfigError` naming the file (and line) otherwise."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster on paper-scale grids
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.load(text, Loader=loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} is empty: a config file is a mapping of keys (see config/README.md)")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path}: the top level must be a mapping of keys (seed:, datasets:, ...), "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def checked(config: dict, workdir: str | Path | None = None) -> dict:
+    """Validate, then preflight, a merged config: the normalized config or one :class:`ConfigError`."""
+    from mibench_core import preflight
+
+    try:
+        cfg = validate(config)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    try:
+        preflight.check(cfg, workdir)
+    except preflight.PreflightError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def as_number(val: Any) -> Any:
+    """``val`` as a float when it is a string that reads as a number (``"1e-3"``), else unchanged."""
+    if isinstance(val, str) and NUMBER.match(val.strip()):
+        return float(val)
+    return val
+
+
+def _coerce_numbers(value: Any, schema: dict, root: dict) -> Any:
+    """Numbers written as strings become numbers, integral floats integers, where the schema wants them."""
+    schema = _resolve(schema, root)
+    types = schema.get("type")
+    types = set(types) if isinstance(types, list) else {types}
+    if types & {"number", "integer"}:
+        value = as_number(value)
+        if "integer" in types and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for k in list(value):
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[k] = _coerce_numbers(value[k], sub, root)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [_coerce_numbers(v, schema["items"], root) for v in value]
+    return value
+
+
+def _refuse_non_finite(value: Any, path: list[Any]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{_key(path)}': {value} is not a usable number (NaN and infinity are refused)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_non_finite(v, path + [k])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, path + [i])
+
+
+INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+def parse_interval(text: str) -> tuple[float, bool, float, bool, bool]:
+    """``"[1, inf)"`` -> (low, low closed, high, high closed, integer endpoints)."""
+    m = INTERVAL.match(text)
+    if not m:
+        raise ValueError(f"bad interval {text!r}; write e.g. '[1, inf)', '(0, inf)' or '[0, 1]'")
+    lo_b, lo, hi, hi_b = m.groups()
+    integral = all(re.fullmatch(r"[-+]?(\d+|inf)", e) for e in (lo, hi))
+    return float(lo), lo_b == "[", float(hi), hi_b == "]", integral
+
+
+def check_bound(val: Any, interval: str, key: str, default: Any) -> Any:
+    """``val`` (a number, or a list of numbers) within ``interval``, or :class:`ConfigError` naming ``key``."""
+    if isinstance(val, list):
+        return [check_bound(v, interval, f"{key}[{i}]", default) for i, v in enumerate(val)]
+    lo, lo_closed, hi, hi_closed, integral = parse_interval(interval)
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise ConfigError(f"config key '{key}': expected a number in {interval}, got {val!r}")
+    if default is None and integral and isinstance(val, float):
+        if not val.is_integer():
+            raise ConfigError(f"config key '{key}': expected an integer in {interval}, got {val!r}")
+        val = int(val)
+    inside = (val >= lo if lo_closed else val > lo) and (val <= hi if hi_closed else val < hi)
+    if not inside or (isinstance(val, float) and not math.isfinite(val)):
+        raise ConfigError(f"config key '{key}': {val!r} is outside the valid range {interval}")
+    return val
 
 
 def load_schema() -> dict:
@@ -77,6 +207,10 @@ def _check_params(params: dict, entry: registry.Entry, path: list[Any], extra: t
                 f"{key!r}; valid: {valid}"
             )
         default = entry.defaults[key]
+        if isinstance(default, (int, float)) and not isinstance(default, bool) or key in entry.bounds:
+            val = as_number(val)
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(val, float) and val.is_integer():
+            val = int(val)
         if default is not None and val is not None:
             ok = isinstance(val, type(default)) or (isinstance(default, float) and isinstance(val, int))
             if isinstance(default, (int, float)) and isinstance(val, bool):
@@ -85,6 +219,8 @@ def _check_params(params: dict, entry: registry.Entry, path: list[Any], extra: t
                 raise ConfigError(f"config key '{_key(path + [key])}': expected {type(default).__name__}, got {val!r}")
             if isinstance(default, float):
                 val = float(val)
+        if val is not None and key in entry.bounds:
+            val = check_bound(val, entry.bounds[key], _key(path + [key]), default)
         merged[key] = val
     return merged
 
@@ -139,6 +275,9 @@ def validate(config: dict) -> dict:
 
     schema = load_schema()
     cfg = copy.deepcopy(dict(config))
+    cfg = _coerce_numbers(cfg, schema, schema)
+    _refuse_non_finite(cfg, [])
+    _check_replicates_vary(cfg)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -206,6 +345,8 @@ def validate(config: dict) -> dict:
 
     _check_defense_scopes(cfg)
     _check_output_defenses(cfg)
+    _check_external_digests(cfg)
+    _check_rank_by(cfg)
 
     prior_by_label = {p["label"]: p for p in cfg["priors"]}
     for i, atk in enumerate(cfg["attacks"]):
@@ -271,3 +412,70 @@ def _check_output_defenses(cfg: dict) -> None:
             p = item["params"]
             item["label"] = item["name"] + "".join(str(v) for _, v in sorted(p.items())).replace(".", "p")
     _labels(cfg["output_defenses"], "name", "output_defenses")
+
+
+REPLICATED_STAGES = ("target", "prior", "attack")
+
+
+def _check_replicates_vary(cfg: dict) -> None:
+    """``replicates.vary`` names stages a seed re-draws; the data and the evaluation model are fixed."""
+    vary = (cfg.get("replicates") or {}).get("vary")
+    if not isinstance(vary, list):
+        return  # the schema reports a wrong type
+    for i, stage in enumerate(vary):
+        if stage in ("data", "dataset", "evaluation", "metric", "metrics"):
+            raise ConfigError(
+                f"config key 'replicates.vary[{i}]': {stage!r} never varies (every replicate is measured on the "
+                f"same data, by the same evaluation model and metrics); vary any of {', '.join(REPLICATED_STAGES)}"
+            )
+
+
+def _check_rank_by(cfg: dict) -> None:
+    """``statistics.rank_by``: values a metric declares (``columns``), with a direction (``better``)."""
+    declared: dict[str, dict] = {}
+    for entry in registry.REGISTRIES["metric"].values():
+        for col, spec in entry.columns.items():
+            declared.setdefault(col, spec)
+    for i, name in enumerate(cfg["statistics"]["rank_by"]):
+        base = name.split(".", 1)[0]  # acc1.<label>: a labelled copy of a metric entry
+        spec = declared.get(name) or declared.get(base)
+        if spec is None:
+            raise ConfigError(
+                f"config key 'statistics.rank_by[{i}]': no metric reports {name!r}; "
+                f"declared values: {', '.join(sorted(declared))}"
+            )
+        if spec.get("better") not in ("higher", "lower"):
+            raise ConfigError(
+                f"config key 'statistics.rank_by[{i}]': {name!r} has no direction (its metric declares no "
+                "'better'), so it cannot rank methods"
+            )
+
+
+def _check_external_digests(cfg: dict) -> None:
+    """Every external file a config names has a digest to check it against, or says it is unverified."""
+    from mibench_core import weights
+
+    clfs = [(f"targets[{i}]", t) for i, t in enumerate(cfg["targets"])] + [("evaluation", cfg["evaluation"])]
+    for where, clf in clfs:
+        p = clf["arch_params"]
+        path = p.get("pretrained_weights")
+        if not path:
+            continue
+        digest = p.get("pretrained_sha256")
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(digest)):
+            raise ConfigError(
+                f"config key '{where}.arch_params.pretrained_sha256': expected 64 hex digits, got {digest!r}"
+            )
+        if not digest and not weights.hub_prefix(path) and p.get("pretrained_unverified") is not True:
+            raise ConfigError(
+                f"config key '{where}.arch_params.pretrained_weights': {path} has no digest to check it against: "
+                "give its sha256 (pretrained_sha256), or set pretrained_unverified: true to load it unchecked"
+            )
+    for name in cfg.get("weights", {}):
+        path, user_sha = weights.user_spec(name, cfg["weights"])
+        if path and not user_sha and not weights.has_digest(weights.KNOWN[name]):
+            if not weights.user_unverified(name, cfg["weights"]):
+                raise ConfigError(
+                    f"config key 'weights.{name}': no digest of {weights.KNOWN[name].filename} is known: give its "
+                    "sha256 ({path: ..., sha256: ...}), or load it unchecked with {path: ..., unverified: true}"
+                )

@@ -60,7 +60,10 @@ COLUMNS = {
     "defense": (["strength"], lambda e: [_names(e.strength)]),
     "output": ([], lambda e: []),
     "prior": (["one per target"], lambda e: ["yes" if e.needs_target else "no"]),
-    "attack": (["access", "prior", "aux"], lambda e: [e.access, _names(e.priors), _names(e.aux)]),
+    "attack": (
+        ["access", "prior", "aux", "per-sample"],
+        lambda e: [e.access, _names(e.priors), _names(e.aux), "yes" if e.victims else "no"],
+    ),
     "metric": (["values", "weights"], lambda e: [_names(list(e.columns)), "yes" if e.needs_weights else "no"]),
 }
 

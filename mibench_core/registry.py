@@ -51,8 +51,11 @@ OPTIONAL = {
     "defaults": {},
     "bounds": {},
     "priors": [],  # attack: prior kinds it accepts (empty: no prior)
-    "access": "white-box",  # attack: its threat model
+    "access": "white-box",  # attack: its threat model; prior tied to the target: how it queries it
     "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order
+    # attack: per-sample, it inverts the target's answers on ``per_class`` private samples of every class,
+    # which the plan draws and queries in trusted jobs (ctx.victims; mibench_core.data.views)
+    "victims": False,
     "needs_target": False,  # prior: trained with the target's help, so one per target
     "needs_weights": False,  # metric: loads external weight files (their presence enters its id)
     "strength": [],  # defense / output: the parameters that set its strength (report labels)
@@ -79,6 +82,7 @@ class Entry:
     priors: tuple[str, ...] = ()
     access: str = "white-box"
     aux: tuple[str, ...] = ()
+    victims: bool = False
     needs_target: bool = False
     needs_weights: bool = False
     strength: tuple[str, ...] = ()
@@ -135,6 +139,12 @@ def _entries_of(path: Path) -> list[Entry]:
             raise RegistryError(f"{where}: METHODS[{i}]: kind {item['kind']!r} is not one of {', '.join(KINDS)}")
         if item.get("access", "white-box") not in ACCESS_LEVELS:
             raise RegistryError(f"{where}: METHODS[{i}]: access {item['access']!r} is not one of {ACCESS_LEVELS}")
+        white_box = item.get("access", "white-box") == "white-box"
+        if item.get("victims") and ("per_class" not in item.get("defaults", {}) or white_box):
+            raise RegistryError(
+                f"{where}: METHODS[{i}]: a per-sample attack (victims: true) needs a query access level and a "
+                "'per_class' default (how many private samples of each class the plan draws as its victims)"
+            )
         _check_columns(item.get("columns", {}), f"{where}: METHODS[{i}]")
         kw = {k: item.get(k, default) for k, default in OPTIONAL.items()}
         for k in ("priors", "aux", "strength"):

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 RUNNERS = {
     "data": "mibench_core.data.common:run",
+    # what the plan derives from a data artifact (mibench_core.data.views): the public view that
+    # attacker-side jobs get, the private victims of per-sample attacks, and the target's answers on them
+    "public": "mibench_core.data.views:run_public",
+    "victims": "mibench_core.data.views:run_victims",
+    "answers": "mibench_core.attacks.victims:run",
     "model": "mibench_core.models.train:run",
     "prior": "mibench_core.priors:run_prior",
     "attack": "mibench_core.attacks.common:run",

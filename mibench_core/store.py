@@ -3,7 +3,10 @@
 Every file is written to a temporary name in the same folder and renamed
 into place, so an interrupted job never leaves a half-written file under a
 final name. ``manifest.json`` is written last: its presence marks a complete
-artifact (and it is the output Snakemake waits for).
+artifact (and it is the output Snakemake waits for). Files get the mode the
+process's umask gives a new file (0644 under umask 022, 0664 under 002), as
+``open()`` would, not ``mkstemp``'s private 0600, so a group can share a
+results folder.
 """
 
 from __future__ import annotations
@@ -19,17 +22,38 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+SELF_DIGEST = "manifest_sha256"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask."""
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place on success."""
+    """Yield a temporary path next to ``path``; rename it into place, with the umask's mode, on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, new_file_mode())  # after the writer: some (safetensors) create their own 0600 file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -94,14 +118,25 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of a manifest's canonical JSON, without its own digest field."""
+    body = {k: v for k, v in manifest.items() if k != SELF_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_manifest(job: dict, files: list[str], *, wall_time_s: float, device: str, extra: dict | None = None) -> dict:
-    """Write ``manifest.json`` for a finished job; returns the manifest."""
+    """Write ``manifest.json`` for a finished job; returns the manifest.
+
+    ``label`` is the name the artifact was first built under (not part of its identity: a config that
+    renames it reuses the artifact, and the tables take labels from the config). The manifest carries
+    the sha256 of every file and its own (``manifest_sha256``), which :func:`problems` checks."""
     outdir = Path(job["outdir"])
     manifest = {
         "id": job["id"],
         "kind": job["kind"],
         "name": job["name"],
-        "label": job["label"],
+        "label": job.get("label", ""),
         "spec": job["spec"],
         "inputs": {role: inp["id"] for role, inp in job["inputs"].items()},
         "code_fingerprint": job["fingerprint"],
@@ -114,12 +149,57 @@ def write_manifest(job: dict, files: list[str], *, wall_time_s: float, device: s
     }
     if extra:
         manifest["results"] = extra
+    # digest of what a reader will load (JSON round trip: numpy scalars become floats)
+    manifest = json.loads(json.dumps(manifest, default=_json_default))
+    manifest[SELF_DIGEST] = _manifest_digest(manifest)
     write_json(outdir / MANIFEST, manifest)
     return manifest
 
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     return read_json(Path(artifact_dir) / MANIFEST)
+
+
+class CorruptArtifact(RuntimeError):
+    """An artifact whose files no longer match its manifest; the message names it and how to rebuild it."""
+
+
+def rebuild_hint(artifact_dir: str | os.PathLike) -> str:
+    return (
+        f"To rebuild it, delete the folder {artifact_dir} and run the workflow again "
+        "(Snakemake then rebuilds it and everything computed from it)"
+    )
+
+
+def problems(artifact_dir: str | os.PathLike, files: bool = True) -> list[str]:
+    """What is wrong with a built artifact, one line each (empty when it is intact).
+
+    Checks that ``manifest.json`` parses and matches its own digest, and (``files``) that every
+    file it lists exists with the recorded sha256. Manifests written before manifests carried
+    their own digest are checked by their files only."""
+    artifact_dir = Path(artifact_dir)
+    try:
+        manifest = read_manifest(artifact_dir)
+    except FileNotFoundError:
+        return [f"{MANIFEST} is missing (the artifact was never completed)"]
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST} cannot be read ({exc})"]
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return [f"{MANIFEST} has no 'files' table"]
+    out = []
+    recorded = manifest.get(SELF_DIGEST)
+    if recorded is not None and recorded != _manifest_digest(manifest):
+        out.append(f"{MANIFEST} does not match its own sha256 (edited or corrupted)")
+    if files:
+        for name, digest in sorted(manifest["files"].items()):
+            path = artifact_dir / name
+            if not path.is_file():
+                out.append(f"{name} is missing")
+                continue
+            actual = sha256_file(path)
+            if actual != digest:
+                out.append(f"{name}: sha256 {actual} differs from the manifest's {digest}")
+    return out
 
 
 def verify(artifact_dir: str | os.PathLike) -> list[str]:
@@ -132,3 +212,21 @@ def verify(artifact_dir: str | os.PathLike) -> list[str]:
         if not path.exists() or sha256_file(path) != digest:
             bad.append(name)
     return bad
+
+
+def check(artifact_dir: str | os.PathLike, what: str = "artifact", files: bool = True) -> None:
+    """Raise :class:`CorruptArtifact` naming the artifact, what is wrong and how to rebuild it."""
+    found = problems(artifact_dir, files=files)
+    if found:
+        name = Path(artifact_dir).name  # an artifact's folder is named by its id
+        raise CorruptArtifact(
+            f"{what} {name} ({artifact_dir}) does not match its manifest, so it was not used: "
+            + "; ".join(found)
+            + f". {rebuild_hint(artifact_dir)}"
+        )
+
+
+def check_inputs(job: dict) -> None:
+    """Verify every input artifact of a job against its manifest before the job loads any of it."""
+    for role, inp in sorted(job["inputs"].items()):
+        check(inp["dir"], f"input {role!r}: {inp['kind']}")

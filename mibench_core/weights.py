@@ -20,7 +20,15 @@ where it comes from); otherwise a digest the user gives in the config;
 otherwise, for torch hub files, the hash prefix that torch hub's own
 ``check_hash`` verifies (the hex after the last ``-`` of the file name is
 the start of the file's sha256). A file that none of these can verify is not
-loaded.
+loaded, unless the config says ``unverified: true`` for it (``weights:
+{name: {path: ..., unverified: true}}``; for an architecture's
+``pretrained_weights``, ``pretrained_unverified: true``): then it is loaded
+and its actual sha256 is recorded with the words "not verified".
+
+A torch file whose pickle holds anything but tensors and plain containers
+(code, objects) is refused by ``weights_only=True``; :func:`load_state_dict`
+says so in its own words (:class:`WeightsError`) and never suggests loading it
+another way.
 
 This module imports no torch at import time (the CLI and the plan use it).
 """
@@ -28,6 +36,7 @@ This module imports no torch at import time (the CLI and the plan use it).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +150,21 @@ def user_spec(name: str, user: dict | None) -> tuple[str | None, str | None]:
     return value.get("path"), value.get("sha256")
 
 
+def user_unverified(name: str, user: dict | None) -> bool:
+    """Whether the config's ``weights:`` entry for ``name`` says ``unverified: true``."""
+    value = (user or {}).get(name)
+    return isinstance(value, dict) and value.get("unverified") is True
+
+
+HUB_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+
+
+def hub_prefix(path: str | Path) -> str | None:
+    """The sha256 prefix a torch hub file name carries (``vgg16_bn-6c64b313.pth`` -> ``6c64b313``), if any."""
+    m = HUB_NAME.search(Path(path).name)
+    return m.group(1) if m else None
+
+
 def candidates(name: str, user: dict | None = None) -> list[Path]:
     """Every place a weight file is looked for, in order."""
     entry = get(name)
@@ -193,7 +217,15 @@ def check_digest(entry: WeightFile, actual: str, user_sha256: str | None = None)
         if actual.startswith(entry.sha256_prefix.lower()):
             return "ok", f"sha256 starts with {entry.sha256_prefix}, the torch hub hash prefix of its file name"
         return "mismatch", f"sha256 {actual} does not start with the file name's hash prefix {entry.sha256_prefix}"
-    return "unverifiable", "no published digest is known; give one in the config (weights: {name: {path, sha256}})"
+    return "unverifiable", (
+        "no published digest is known; give one in the config (weights: {name: {path, sha256}}), "
+        "or load it unchecked with weights: {name: {path, unverified: true}}"
+    )
+
+
+def has_digest(entry: WeightFile) -> bool:
+    """Whether a known weight file can be verified without a digest from the config."""
+    return bool(entry.sha256 or entry.sha256_prefix)
 
 
 def resolve(name: str, user: dict | None = None) -> Resolved:
@@ -208,6 +240,8 @@ def resolve(name: str, user: dict | None = None) -> Resolved:
         if path.is_file():
             actual = sha256_file(path)
             status, detail = check_digest(entry, actual, user_sha)
+            if status == "unverifiable" and explicit and user_unverified(name, user):
+                status, detail = "ok", f"NOT verified (unverified: true in the config); its sha256 is {actual}"
             return Resolved(name, path, status, detail, searched, actual)
     return Resolved(name, None, "missing", "not found", searched)
 
@@ -231,16 +265,47 @@ def verify_sha256(path: str | Path, expected: str | None) -> str:
     return actual
 
 
+def verify_external(path: str | Path, sha256: str | None = None, unverified: bool = False) -> tuple[str, str]:
+    """(sha256, how it was checked) of an external file a config names (e.g. ``pretrained_weights``).
+
+    Checked against ``sha256`` when given, else against the torch hub prefix of its file name; a
+    file with neither is refused unless ``unverified`` (then recorded as not verified)."""
+    actual = verify_sha256(path, sha256)
+    if sha256:
+        return actual, "sha256 matches the digest given in the config"
+    prefix = hub_prefix(path)
+    if prefix:
+        if not actual.startswith(prefix):
+            raise WeightsError(f"{path}: sha256 {actual} does not start with the file name's hash prefix {prefix}")
+        return actual, f"sha256 starts with {prefix}, the torch hub hash prefix of its file name"
+    if unverified:
+        return actual, "NOT verified (unverified in the config)"
+    raise WeightsError(
+        f"{path}: no digest to check it against; give its sha256 in the config, or load it unchecked "
+        "by saying so (pretrained_unverified: true)"
+    )
+
+
 def load_state_dict(path: str | Path, sha256: str | None = None) -> dict:
+    """A state dict from a safetensors file or a torch file of plain tensors, after checking ``sha256``."""
     verify_sha256(path, sha256)
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    import pickle
+
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"{path}: refused: the file carries code or Python objects besides tensors, so it was not loaded "
+            "(only plain tensors are read from weight files). Use a safetensors file or a plain state dict "
+            "from a source you trust."
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state

@@ -144,7 +144,7 @@ def test_the_registry_and_the_plan_pick_them_up(repo):
     assert "attacks/oracle.py" not in files["attack"]
     assert "metrics/brightness.py" in files["metric"]
     # its table row in config/README.md comes from its METHODS literal
-    assert "| `logit-ascent` | white-box | - | - | `per_class` 2, `steps` 20, `lr` 0.1 |" in python(
+    assert "| `logit-ascent` | white-box | - | - | no | `per_class` 2, `steps` 20, `lr` 0.1 |" in python(
         repo, "-c", "from mibench_core.docs import table; print(table('attack'))"
     )
 

@@ -11,7 +11,7 @@ from torch import nn
 from mibench_core import store
 from mibench_core.attacks import brep, learning_inversion, lokt, rlb
 from mibench_core.attacks import secretgen_bb as secretgen
-from mibench_core.attacks.contract import AttackContext
+from mibench_core.attacks.contract import AttackContext, VictimAnswers
 from mibench_core.attacks.oracle import Oracle
 from mibench_core.models.classifiers import MCNN
 from mibench_core.priors import lokt_tacgan
@@ -83,8 +83,83 @@ def test_brep_moves_away_from_the_boundary_and_stops_when_the_radius_stalls():
     # half the sphere is across the boundary: R never grows, the point is pushed to -x
     assert out["iterations"].item() == 3 and out["radius"].item() == 2.0
     assert history[0]["z"][0, 0].item() < -0.3
-    assert out["z"][0, 0].item() == pytest.approx(-0.4)  # clipped at -clip_z
-    assert not out["left_class"].item() and not out["capped"].item()
+    assert out["final"][0, 0].item() == pytest.approx(-0.4)  # clipped at -clip_z
+    assert torch.equal(out["z"], torch.tensor([[-0.3, 0.0]]))  # the radius never grew: the start is reported
+    assert out["rejected"].item() == 0 and out["growths"].item() == 0 and not out["capped"].item()
+
+
+class ScriptedLabels:
+    """label_fn for one latent of class 0: the k-th sphere gets ``outside[k]`` points labelled 1 (the
+    first ones), the k-th step is accepted iff ``accept[k]``; records every sphere and step it sees."""
+
+    def __init__(self, outside: list[int], accept: list[bool]):
+        self.outside, self.accept, self.spheres, self.steps = outside, accept, [], []
+
+    def __call__(self, z: torch.Tensor, slots) -> torch.Tensor:
+        if len(z) == 1:  # the step's check
+            self.steps.append(z.clone())
+            return torch.tensor([0 if self.accept[len(self.steps) - 1] else 1])
+        self.spheres.append(z.clone())
+        labels = torch.zeros(len(z), dtype=torch.long)
+        labels[: self.outside[len(self.spheres) - 1]] = 1
+        return labels
+
+
+def test_brep_grows_the_radius_on_the_authors_plus_minus_one_statistic():
+    # 14 of 16 inside: +-1 labels average 0.75, not above the threshold (a fraction inside of 0.875 is)
+    inside = torch.tensor([[True] * 14 + [False] * 2, [True] * 15 + [False]])
+    assert brep.growth_statistic(inside).tolist() == [0.75, 0.875]
+    script = ScriptedLabels(outside=[2, 1], accept=[True, True])
+    history = []
+    brep.boundary_repulsion(
+        torch.zeros(1, 2), torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16,
+        clip_z=10.0, max_iterations=2, history=history,
+    )  # fmt: skip
+    assert [h["grew"].item() for h in history] == [False, True]
+    assert [h["radius"].item() for h in history] == [2.0, 2.0]
+
+
+def test_brep_step_that_leaves_the_class_resamples_at_the_same_point_and_radius():
+    # round 1 steps out of the class (rejected); round 2 samples a new sphere around the same point
+    # with the same radius and keeps going; rejected rounds do not count toward the stall rule
+    script = ScriptedLabels(outside=[8, 8, 8, 8], accept=[False, True, False, True])
+    z0 = torch.tensor([[0.1, -0.2]])
+    history = []
+    out = brep.boundary_repulsion(
+        z0, torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16, clip_z=10.0,
+        max_iters_at_radius=2, history=history,
+    )  # fmt: skip
+    first, second = script.spheres[0], script.spheres[1]
+    assert torch.allclose((first - z0).norm(dim=1), torch.full((16,), 2.0))
+    assert torch.allclose((second - z0).norm(dim=1), torch.full((16,), 2.0))  # same centre, same radius
+    assert not torch.allclose(first, second)  # a new sphere
+    assert torch.equal(history[0]["z"], z0) and not history[0]["accepted"].item()
+    assert not torch.equal(history[1]["z"], z0)  # round 2's step was taken from z0
+    # two accepted steps in four rounds end the run: the rejected ones did not advance the count
+    assert out["iterations"].item() == 4 and out["steps"].item() == 2 and out["rejected"].item() == 2
+    assert torch.equal(out["final"], script.steps[3])
+
+
+def test_brep_divides_the_direction_by_the_grown_radius_and_reports_the_point_at_the_last_growth():
+    # round 1: 1 of 16 outside -> R grows; rounds 2-4: half outside -> no growth, steps accepted
+    script = ScriptedLabels(outside=[1, 8, 8, 8], accept=[True] * 4)
+    z0 = torch.tensor([[0.1, -0.2]])
+    out = brep.boundary_repulsion(
+        z0, torch.tensor([0]), script, torch.Generator().manual_seed(0), sphere_points=16, clip_z=10.0,
+        max_iters_at_radius=3,
+    )  # fmt: skip
+    u = (script.spheres[0] - z0) / 2.0
+    g = -u[:1].sum(0) / 16  # phi = -1 on the one point outside
+    expected = z0 + (2.0 / 3.0) * g / 1.3  # step from the radius before growth, direction over the grown one
+    assert torch.allclose(script.steps[0], expected, atol=1e-6)
+    u2 = (script.spheres[1] - script.steps[0]) / 2.6
+    assert torch.allclose(u2.norm(dim=1), torch.ones(16), atol=1e-5)  # round 2 at the grown radius
+    g2 = -u2[:8].sum(0) / 16
+    assert torch.allclose(script.steps[1], script.steps[0] + (2.6 / 3.0) * g2, atol=1e-6)  # no division
+    assert out["growths"].item() == 1 and out["radius"].item() == pytest.approx(2.6)
+    assert out["iterations"].item() == 4 and out["steps"].item() == 3
+    assert torch.equal(out["z"], script.steps[0])  # the point at the last growth, not the last point
+    assert torch.equal(out["final"], script.steps[3]) and not torch.equal(out["z"], out["final"])
 
 
 # --- RLB-MI ------------------------------------------------------------------------------
@@ -131,15 +206,11 @@ def _tiny_setup(tmp_path: Path, access: str, k: int = 3, top_k=None):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     target = MCNN(k, 1, 8, width=4).eval()
-    data = {
-        "public_x": torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=gen),
-        "private_train_x": torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8, generator=gen),
-        "private_train_y": torch.arange(k).repeat(4),
-    }
-    store.save_tensors(tmp_path / "data.safetensors", data)
+    public = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    store.save_tensors(tmp_path / "public.safetensors", {"public_x": public})  # the public view
     ctx = AttackContext(
         num_classes=k, channels=1, resolution=8, classes=list(range(k)), device=torch.device("cpu"),
-        gen=gen, data_dir=str(tmp_path),
+        gen=gen, public_dir=str(tmp_path),
     )  # fmt: skip
     ctx.oracle = Oracle(target, access, top_k=top_k)
     return ctx
@@ -191,13 +262,23 @@ def test_secretgen_attack_smoke(tmp_path):
 
 
 def test_learning_inversion_smoke_and_encoding(tmp_path):
+    from mibench_core.attacks.blackbox import record_queries
+
     ctx = _tiny_setup(tmp_path, "top-k", top_k=2)
+    # the answers a trusted job computes on 6 private samples: all the attack sees of its victims
+    answers = Oracle(MCNN(3, 1, 8, width=4).eval(), "top-k", top_k=2)
+    outputs = answers(torch.rand(6, 1, 8, 8) * 2 - 1, slots=torch.arange(6))
+    ctx.victims = VictimAnswers(outputs, answers.slot_counts(6), "top-k", 2, "victims-test")
     res = learning_inversion.run_attack(ctx, 2, 2, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999, 30)
-    _check(res, ctx, 6)
-    idx = res.extras["private_index"]
-    y = store.load_tensors(tmp_path / "data.safetensors")["private_train_y"]
-    assert torch.equal(y[idx], res.labels)
-    assert ctx.oracle.queries == 30 + 6
+    assert res.images.shape == (6, 1, 8, 8) and res.images.abs().max() <= 1
+    assert res.extras["victim"].tolist() == list(range(6)) and "private_index" not in res.extras
+    assert torch.equal(res.labels, outputs.argmax(1))  # the classes the answers name
+    assert ctx.oracle.queries == 30  # the public set; the victims' queries were the answers job's
+    record_queries(res, ctx.oracle, ctx.victims)
+    assert res.info["queries"] == 36 and res.info["queries_victims"] == 6
+    assert res.extras["queries"].tolist() == pytest.approx([30 / 6 + 1] * 6)
+    with pytest.raises(ValueError, match="top-3 answers"):  # answers at another truncation
+        learning_inversion.run_attack(ctx, 2, 3, 50.0, 4, 1, 16, 2e-4, 0.5, 0.999, 30)
     enc = learning_inversion.prediction_encoding(torch.tensor([[0.7, 0.2, 0.1]]), 2, 50.0)
     assert enc[0, 2] == 0 and enc[0, 0].item() == pytest.approx(math.log(0.7) + 50)
 
@@ -250,6 +331,36 @@ def test_lokt_trains_only_through_label_oracle_and_attacks(tmp_path, monkeypatch
     assert res.info["queries"] == ctx.oracle.queries + results["queries"]
 
 
+def test_lokt_prior_queries_through_the_runs_output_processing(tmp_path, monkeypatch):
+    # rounding to 0 decimals: a near-uniform answer becomes all zeros, whose arg-max is class 0
+    from mibench_core.defenses.output import rounding
+
+    _tiny_setup(tmp_path, "label")
+    model = MCNN(3, 1, 8, width=4).eval()
+    tdir = tmp_path / "target"
+    store.write_json(tdir / "manifest.json", {"results": {"num_classes": 3}})
+    monkeypatch.setattr("mibench_core.models.train.load_classifier", lambda d, device="cpu": model)
+    seen = []
+    real_train = lokt_tacgan.train_tacgan
+    monkeypatch.setattr(lokt_tacgan, "train_tacgan", lambda public, oracle, *a: seen.append(oracle) or real_train(
+        public, oracle, *a))  # fmt: skip
+    params = {"z_dim": 8, "dim": 8, "steps": 1, "batch_size": 8, "n_dis": 1, "lr": 2e-4, "beta1": 0.0,
+              "beta2": 0.9, "lambda_cls": 1.0, "public_samples": None}  # fmt: skip
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        raw = model(x).softmax(1)
+    for output in (None, {"name": "rounding", "params": {"decimals": 0}}):
+        job = {
+            "device": "cpu", "seed": 0, "outdir": str(tmp_path / f"prior-{output is None}"),
+            "spec": {"name": "lokt-tacgan", "params": params, **({"output": output} if output else {})},
+            "inputs": {"data": {"dir": str(tmp_path)}, "target": {"dir": str(tdir)}},
+        }  # fmt: skip
+        lokt_tacgan.train_prior(job)
+    plain, rounded = (oracle(x) for oracle in seen)
+    assert torch.equal(plain, raw.argmax(1)) and torch.equal(rounded, rounding(raw, 0).argmax(1))
+    assert not torch.equal(plain, rounded)  # what the attacker sees differs, and so does what the prior saw
+
+
 def test_max_margin_loss_by_hand():
     logits = torch.tensor([[2.0, 5.0, 1.0], [0.0, -1.0, 3.0]])
     assert lokt.max_margin_loss(logits, torch.tensor([1, 0])).tolist() == [-5.0 + 2.0, 0.0 + 3.0]
@@ -259,6 +370,8 @@ def test_max_margin_loss_by_hand():
 
 
 def test_attack_stage_wires_an_oracle(tmp_path, monkeypatch):
+    from whitebox_tiny import write_answers
+
     from mibench_core.attacks import common
 
     model = MCNN(3, 1, 8, width=4)
@@ -271,25 +384,27 @@ def test_attack_stage_wires_an_oracle(tmp_path, monkeypatch):
             "results": {"num_classes": 3, "channels": 1, "resolution": 8},
         },
     )
-    store.save_tensors(ddir / "data.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    store.save_tensors(ddir / "public.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    adir = write_answers(tmp_path / "answers", torch.rand(3, 3), top_k=2)
     seen = {}
 
     def fake_attack(ctx, **params):
         seen["target"], seen["access"], seen["top_k"] = ctx.target, ctx.oracle.access, ctx.oracle.top_k
+        seen["victims"] = len(ctx.victims)
         ctx.oracle(torch.zeros(5, 1, 8, 8))
-        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"victim": torch.tensor([2, 0])})
 
     monkeypatch.setattr(learning_inversion, "run_attack", fake_attack)
     job = {
         "device": "cpu", "seed": 0, "name": "learning-inversion", "outdir": str(tmp_path / "out"),
         "spec": {"params": {"top_k": 2}},
-        "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}},
+        "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}, "answers": {"dir": str(adir)}},
     }  # fmt: skip
     files, info, _ = common.run(job)
-    assert seen == {"target": None, "access": "top-k", "top_k": 2}
-    assert info["queries"] == 5
+    assert seen == {"target": None, "access": "top-k", "top_k": 2, "victims": 3}
+    assert info["queries"] == 5 + 3 and info["queries_victims"] == 3 and info["victims_id"] == "victims-test"
     recon = common.load_reconstructions(tmp_path / "out")
-    assert recon["queries"].tolist() == [2.5, 2.5]
+    assert recon["queries"].tolist() == [3.5, 3.5]  # a share of the 5 shared queries + its victim's one
 
 
 def test_queries_chart(tmp_path):

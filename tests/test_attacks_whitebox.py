@@ -16,6 +16,7 @@ from mibench_core.attacks import deepinversion, kedmi, lomma, plgmi, secretgen, 
 from mibench_core.attacks.common import load_reconstructions
 from mibench_core.attacks.contract import AttackContext
 from mibench_core.models.train import load_classifier
+from mibench_core.priors import kedmi_gan
 
 # ------------------------------------------------------------------ losses on hand values
 
@@ -23,7 +24,7 @@ from mibench_core.models.train import load_classifier
 def test_kedmi_loss_hand_value():
     d_logits = torch.zeros(1, 2)  # softplus(log 2) - log 2 = log 3 - log 2
     logits = torch.zeros(1, 4)  # CE = log 4
-    got = kedmi.kedmi_loss(d_logits, logits, torch.tensor([2]), lambda_iden=100.0)
+    got = kedmi.kedmi_loss(kedmi_gan.prior_term(d_logits), logits, torch.tensor([2]), lambda_iden=100.0)
     assert got.item() == pytest.approx(math.log(3) - math.log(2) + 100 * math.log(4), rel=1e-6)
 
 
@@ -223,3 +224,61 @@ def test_an_attack_that_returns_non_finite_images_fails_and_saves_nothing(tiny, 
     with pytest.raises(RuntimeError, match="1 of 6 reconstructions are not finite"):
         run_attack_job(root / "vmi-nan", "vmi", data, target, priors["gmi-gan"], [], per_class=2, iterations=2)
     assert not (root / "vmi-nan" / "recon.safetensors").exists()
+
+
+# ------------------------------------------------------------------ KEDMI's realness on trained-size batches
+
+
+def test_minibatch_features_depend_on_the_batch_a_sample_is_scored_in():
+    torch.manual_seed(0)
+    D = kedmi_gan.KDiscriminator(num_classes=3, dim=4, channels=1, resolution=16).eval()
+    x = torch.randn(64, 1, 16, 16)
+    alone, in_batch = kedmi_gan.prior_term(D(x[:5])[1]), kedmi_gan.prior_term(D(x)[1])[:5]
+    assert not torch.allclose(alone, in_batch, atol=1e-4)
+
+
+class _SpyDiscriminator(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.sizes = inner, []
+
+    def forward(self, x):
+        self.sizes.append(len(x))
+        return self.inner(x)
+
+
+def test_kedmi_prior_scores_realness_in_chunks_of_about_its_training_batch():
+    D = _SpyDiscriminator(kedmi_gan.KDiscriminator(num_classes=3, dim=4, channels=1, resolution=8).eval())
+    prior = kedmi_gan.KEDMIPrior(None, D, 8, 3, batch_size=64)
+    x = torch.randn(1000, 1, 8, 8)
+    for n, sizes in [(10, [10]), (65, [65]), (130, [65, 65]), (1000, [63] * 8 + [62] * 8)]:
+        D.sizes.clear()
+        got = prior.prior_loss(x[:n])
+        assert D.sizes == sizes and got.shape == (n,)
+    # the first chunk scored alone gives the same values: nothing leaks between chunks
+    D.sizes.clear()
+    assert torch.allclose(prior.prior_loss(x[:130])[:65], prior.prior_loss(x[:65]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name,aux", [("kedmi", ()), ("lomma-kedmi", ("lomma-students",))])
+def test_kedmi_attacks_score_the_prior_on_batches_of_the_trained_size(tiny, monkeypatch, name, aux):
+    # the tiny KEDMI prior trained on batches of 16; 3 classes: ceil(16 / 3) = 6 latents a class a step
+    from whitebox_tiny import public_view
+
+    from mibench_core.models.train import load_classifier
+    from mibench_core.priors import load_prior
+
+    root, data, target, priors = tiny
+    prior = load_prior(priors["kedmi-gan"])
+    assert prior.batch_size == 16
+    spy = _SpyDiscriminator(prior.discriminator)
+    prior.discriminator = spy
+    ctx = AttackContext(3, 1, 16, [0, 1, 2], torch.device("cpu"), torch.Generator().manual_seed(0),
+                        load_classifier(target), prior, str(public_view(data)),
+                        [load_prior(priors[a]) for a in aux])  # fmt: skip
+    if name == "kedmi":
+        res = kedmi.run_attack(ctx, per_class=2, iterations=3, lr=0.02, lambda_iden=100.0, samples_per_step=1)
+    else:
+        res = lomma.run_kedmi(ctx, 2, 3, 0.02, 100.0, 1, 1.0, 50)
+    assert spy.sizes == [18, 18, 18]  # one realness batch of 6 x 3 latents per step
+    assert res.info["latents_per_step"] == 18 and res.images.shape == (6, 1, 16, 16)

@@ -9,7 +9,7 @@ import yaml
 
 from mibench_core import registry, store
 from mibench_core.cli import _load_config, main
-from mibench_core.plan import build
+from mibench_core.plan import STAGE_DIRS, build
 from tests.smoke import SMOKE
 
 
@@ -31,10 +31,12 @@ def test_plan_counts_jobs_by_stage(capsys):
     cfg = _load_config([str(SMOKE)])
     plan = build(cfg)
     counts = Counter(n.kind for n in plan.nodes.values())
-    expected = {k: str(counts.get(k, 0)) for k in ("data", "model", "prior", "attack", "metric")}
+    expected = {k: str(counts.get(k, 0)) for k in STAGE_DIRS}
     assert out == {**expected, "runs": str(len(plan.runs))}
-    # smoke: one dataset, one target + the evaluation model, one attack job per run
-    assert out["data"] == "1" and out["model"] == "2" and out["attack"] == out["runs"] != "0"
+    # smoke: one dataset and its public view, one target + the evaluation model, one attack job per run,
+    # one per-sample attack (learning-inversion): its victims and the target's answers on them
+    assert out["data"] == out["public"] == "1" and out["model"] == "2" and out["attack"] == out["runs"] != "0"
+    assert out["victims"] == out["answers"] == "1"
 
 
 def test_plan_verbose_lists_ids(capsys):
@@ -62,10 +64,11 @@ def test_show_lineage_and_manifest(tmp_path, capsys, monkeypatch):
     assert main(["show", metric, "-c", str(SMOKE), "-c", str(override)]) == 0
     out = capsys.readouterr().out
     lineage = plan.lineage(metric)
-    assert len(lineage) == 6  # metric, attack, evaluation, target, data, prior
+    assert len(lineage) == 7  # metric, attack, evaluation, target, data, its public view, prior
     for nid in lineage:
         line = next(ln for ln in out.splitlines() if nid in ln)
-        assert ("[present]" in line) == (nid == run.attack_id), line
+        assert ("[present, verified]" in line) == (nid == run.attack_id), line
+        assert "[not built]" in line or nid == run.attack_id, line
     assert main(["show", run.attack_id, "-c", str(SMOKE), "-c", str(override)]) == 0
     out = capsys.readouterr().out
     manifest = json.loads(out[out.index("{") :])

@@ -51,6 +51,30 @@ def test_output_defenses_apply_only_to_non_white_box_attacks(blackbox):
     assert len(gmi_ids) == 1
 
 
+def test_a_prior_that_queries_the_target_sees_the_runs_output_processing():
+    cfg = smoke()
+    cfg["attacks"] = [a for a in cfg["attacks"] if a["name"] in ("lokt", "brep-mi", "kedmi")]
+    cfg["output_defenses"] = [{"name": "topk", "k": 1}, {"name": "rounding", "label": "r1", "decimals": 1}]
+    plan = build(validate(cfg))
+    prior_of = {r.attack: plan.nodes[plan.nodes[r.attack_id].inputs["prior"]] for r in plan.runs}
+    lokt = {k: v for k, v in prior_of.items() if k.startswith("lokt")}
+    assert sorted(lokt) == ["lokt", "lokt_r1", "lokt_topk1"]
+    assert len({n.id for n in lokt.values()}) == 3  # one T-ACGAN per target and output defense
+    assert "output" not in lokt["lokt"].spec
+    assert lokt["lokt_topk1"].spec["output"] == {"name": "topk", "params": {"k": 1}}
+    assert lokt["lokt_r1"].spec["output"] == {"name": "rounding", "params": {"decimals": 1}}
+    assert lokt["lokt_r1"].label.endswith("lokt-tacgan.mcnn.none_r1")
+    assert lokt["lokt_r1"].job(plan)["spec"]["output"] == {"name": "rounding", "params": {"decimals": 1}}
+    assert {n.inputs["target"] for n in lokt.values()} == {plan.nodes[r.attack_id].inputs["target"] for r in plan.runs}
+    assert registry.get("prior", "lokt-tacgan").access == "label"
+    # priors that never query the target (gmi-gan) keep one artifact for every run
+    assert len({prior_of[a].id for a in ("brep-mi", "brep-mi_topk1", "brep-mi_r1")}) == 1
+    # without output processing, the prior keeps the id it has today
+    base = build(validate({**smoke(), "attacks": cfg["attacks"]}))
+    base_lokt = [plan.nodes[r.attack_id].inputs["prior"] for r in base.runs if r.attack == "lokt"]
+    assert base_lokt == [lokt["lokt"].id]
+
+
 def test_output_defenses_can_be_scoped_to_some_target_defenses(blackbox):
     cfg = smoke()
     cfg["attacks"] = [{"name": "fake-bb"}]
@@ -115,6 +139,7 @@ def test_defense_configs_validate_and_plan(path):
 
 def test_attack_stage_applies_the_output_processing_of_the_spec(tmp_path, monkeypatch):
     import torch
+    from whitebox_tiny import write_answers
 
     from mibench_core import store
     from mibench_core.attacks import common, learning_inversion
@@ -129,19 +154,20 @@ def test_attack_stage_applies_the_output_processing_of_the_spec(tmp_path, monkey
             "results": {"num_classes": 3, "channels": 1, "resolution": 8},
         },
     )
-    store.save_tensors(ddir / "data.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    store.save_tensors(ddir / "public.safetensors", {"public_x": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)})
+    adir = write_answers(tmp_path / "answers", torch.rand(2, 3), top_k=3)
     seen = []
 
     def fake_attack(ctx, **params):
         seen.append(ctx.oracle(torch.randn(4, 1, 8, 8)))
-        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+        return common.AttackResult(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), {"victim": torch.tensor([0, 1])})
 
     monkeypatch.setattr(learning_inversion, "run_attack", fake_attack)
     for i, output in enumerate((None, {"name": "label_only", "params": {}})):
         job = {
             "device": "cpu", "seed": 0, "name": "learning-inversion", "outdir": str(tmp_path / f"out{i}"),
             "spec": {"params": {"top_k": 3}, **({"output": output} if output else {})},
-            "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}},
+            "inputs": {"target": {"dir": str(tdir)}, "data": {"dir": str(ddir)}, "answers": {"dir": str(adir)}},
         }  # fmt: skip
         common.run(job)
     plain, processed = seen

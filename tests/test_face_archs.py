@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mibench_core import store
 from mibench_core.models import classifiers, face
 
 
@@ -63,7 +64,7 @@ def test_real_forward_and_backbone_loading(tmp_path):
     src = face.IRBackbone(50, 112, in_channels=3)
     path = tmp_path / "backbone.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    model = face.facenet64(num_classes=4, pretrained_weights=str(path))
+    model = face.facenet64(num_classes=4, pretrained_weights=str(path), pretrained_sha256=store.sha256_file(path))
     got = model.state_dict()
     assert torch.equal(got["feature.input_layer.0.weight"], src.state_dict()["input_layer.0.weight"])
     assert torch.equal(got["feature.body.23.res_layer.1.weight"], src.state_dict()["body.23.res_layer.1.weight"])

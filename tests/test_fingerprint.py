@@ -101,25 +101,30 @@ def test_output_processing_adds_its_module_to_black_box_attacks(name):
     assert output.module_file in files and output.module_file not in plan_mod._files("attack", attack)
 
 
+def entries_of_node(node) -> list[registry.Entry]:
+    """The registry entries whose modules a node's job loads by name, from its kind and spec."""
+    output = [registry.get("output", node.spec["output"]["name"])] if "output" in node.spec else []
+    if node.kind == "data":
+        return [registry.get("dataset", node.spec["name"])]
+    if node.kind in ("public", "victims"):
+        return []
+    if node.kind == "answers":
+        return output
+    if node.kind == "model":
+        return [registry.get("arch", node.spec["arch"]), registry.get("defense", node.spec["defense"]["name"])]
+    if node.kind == "prior":  # a prior that queries the target applies the run's output processing too
+        return [registry.get("prior", node.name), *output]
+    if node.kind == "attack":
+        return [registry.get("attack", node.name), *output]
+    return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
+
+
 def test_the_plan_fingerprints_each_node_with_its_code():
     p = build(grid())
     kinds = set()
     for node in p.nodes.values():
-        if node.kind == "data":
-            entries = [registry.get("dataset", node.spec["name"])]
-        elif node.kind == "model":
-            arch = registry.get("arch", node.spec["arch"])
-            entries = [arch, registry.get("defense", node.spec["defense"]["name"])]
-        elif node.kind == "prior":
-            entries = [registry.get("prior", node.name)]
-        elif node.kind == "attack":
-            entries = [registry.get("attack", node.name)]
-            if "output" in node.spec:
-                entries.append(registry.get("output", node.spec["output"]["name"]))
-        else:
-            entries = [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
         kinds.add(node.kind)
-        assert set(node.files) == expected_files(node.kind, *entries), node.label
+        assert set(node.files) == imports_of_node(node), node.label
     assert kinds == set(RUNNERS)
 
 
@@ -169,19 +174,7 @@ def test_editing_a_helper_changes_exactly_the_ids_of_what_imports_it(helper, mon
 
 def imports_of_node(node) -> set[str]:
     """The node's files computed independently (modulefinder) from its kind and spec."""
-    if node.kind == "data":
-        return expected_files("data", registry.get("dataset", node.spec["name"]))
-    if node.kind == "model":
-        entries = [registry.get("arch", node.spec["arch"]), registry.get("defense", node.spec["defense"]["name"])]
-        return expected_files("model", *entries)
-    if node.kind == "prior":
-        return expected_files("prior", registry.get("prior", node.name))
-    if node.kind == "attack":
-        entries = [registry.get("attack", node.name)]
-        if "output" in node.spec:
-            entries.append(registry.get("output", node.spec["output"]["name"]))
-        return expected_files("attack", *entries)
-    return expected_files("metric", *(registry.get("metric", m["name"]) for m in node.spec["metrics"]))
+    return expected_files(node.kind, *entries_of_node(node))
 
 
 def test_a_query_counting_fix_reruns_black_box_attacks_only(monkeypatch):

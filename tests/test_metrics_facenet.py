@@ -2,57 +2,11 @@
 saved where the real weights are looked for (the loading and verification
 code is the real one; only the expected digest is the test file's)."""
 
-import dataclasses
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
-from mibench_core import weights
-from mibench_core.metrics.common import MetricContext
-
-
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("MIBENCH_WEIGHTS", raising=False)
-    return tmp_path
-
-
-def _save_expected(monkeypatch, name, state, path):
-    """Save a state dict where a weight file is looked for, and make its digest the expected one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(weights.KNOWN, name, dataclasses.replace(weights.KNOWN[name], sha256=digest))
-    return path
-
-
-def _ctx(recon, labels, px, py, user_weights=None, dataset="fashion-mnist", label="fashion-mnist"):
-    return MetricContext(
-        recon=recon,
-        recon_labels=labels,
-        private_x=px,
-        private_y=py,
-        eval_model=torch.nn.Identity(),
-        device=torch.device("cpu"),
-        gen=torch.Generator().manual_seed(0),
-        private_source_index=torch.arange(len(px)),
-        dataset=dataset,
-        dataset_label=label,
-        weights=user_weights or {},
-    )
-
-
-def _data(res=32, n=2, m=3, classes=(0, 1), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    px = torch.randint(0, 256, (m * len(classes), 1, res, res), generator=g, dtype=torch.uint8)
-    py = torch.tensor([c for c in classes for _ in range(m)])
-    recon = torch.rand(n * len(classes), 1, res, res, generator=g) * 2 - 1
-    labels = torch.tensor([c for c in classes for _ in range(n)])
-    return recon, labels, px, py
+from tests.pretrained import metric_ctx, metric_data
 
 
 def test_facenet_parameter_names_and_sizes_are_facenet_pytorchs():
@@ -76,7 +30,7 @@ def test_facenet_parameter_names_and_sizes_are_facenet_pytorchs():
     assert model.repeat_1[0].scale == 0.17 and model.repeat_2[0].scale == 0.10 and model.repeat_3[0].scale == 0.20
 
 
-def test_facenet_distance_end_to_end_on_a_face_dataset(homes, monkeypatch):
+def test_facenet_distance_end_to_end_on_a_face_dataset(homes, save_expected):
     from mibench_core.metrics.facenet import InceptionResnetV1, embed, facenet_distance
 
     torch.manual_seed(0)
@@ -87,9 +41,9 @@ def test_facenet_distance_end_to_end_on_a_face_dataset(homes, monkeypatch):
     state = dict(model.state_dict())
     state["logits.weight"], state["logits.bias"] = torch.zeros(3, 512), torch.zeros(3)  # as the published files
     path = homes / "torch" / "checkpoints" / "20180402-114759-vggface2.pt"  # facenet-pytorch's cache
-    _save_expected(monkeypatch, "facenet-vggface2", state, path)
-    recon, labels, px, py = _data(res=16, n=1, m=2)
-    res = facenet_distance(_ctx(recon, labels, px, py, dataset="image-folder", label="celeba"), image_size=80)
+    save_expected("facenet-vggface2", state, path)
+    recon, labels, px, py = metric_data(res=16, n=1, m=2)
+    res = facenet_distance(metric_ctx(recon, labels, px, py, dataset="image-folder", label="celeba"), image_size=80)
     assert res.missing == {}, res.missing
     e_rec, e_ref = embed(model, recon, 80), embed(model, px.float() / 127.5 - 1, 80)
     expected = [
@@ -102,8 +56,8 @@ def test_facenet_distance_end_to_end_on_a_face_dataset(homes, monkeypatch):
 def test_facenet_is_missing_on_non_face_data_unless_forced(homes):
     from mibench_core.metrics.facenet import facenet_distance
 
-    recon, labels, px, py = _data(res=16, n=1, m=1)
-    res = facenet_distance(_ctx(recon, labels, px, py))
+    recon, labels, px, py = metric_data(res=16, n=1, m=1)
+    res = facenet_distance(metric_ctx(recon, labels, px, py))
     assert res.overall["facenet_dist"] is None and "not a face dataset" in res.missing["facenet_dist"]
-    res = facenet_distance(_ctx(recon, labels, px, py), face_dataset=True)
+    res = facenet_distance(metric_ctx(recon, labels, px, py), face_dataset=True)
     assert "20180402-114759-vggface2.pt" in res.missing["facenet_dist"]  # forced: now only the weights are missing

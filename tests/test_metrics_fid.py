@@ -2,57 +2,11 @@
 saved where the real weights are looked for (the loading and verification
 code is the real one; only the expected digest is the test file's)."""
 
-import dataclasses
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
-from mibench_core import weights
-from mibench_core.metrics.common import MetricContext
-
-
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("MIBENCH_WEIGHTS", raising=False)
-    return tmp_path
-
-
-def _save_expected(monkeypatch, name, state, path):
-    """Save a state dict where a weight file is looked for, and make its digest the expected one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(weights.KNOWN, name, dataclasses.replace(weights.KNOWN[name], sha256=digest))
-    return path
-
-
-def _ctx(recon, labels, px, py, user_weights=None, dataset="fashion-mnist", label="fashion-mnist"):
-    return MetricContext(
-        recon=recon,
-        recon_labels=labels,
-        private_x=px,
-        private_y=py,
-        eval_model=torch.nn.Identity(),
-        device=torch.device("cpu"),
-        gen=torch.Generator().manual_seed(0),
-        private_source_index=torch.arange(len(px)),
-        dataset=dataset,
-        dataset_label=label,
-        weights=user_weights or {},
-    )
-
-
-def _data(res=32, n=2, m=3, classes=(0, 1), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    px = torch.randint(0, 256, (m * len(classes), 1, res, res), generator=g, dtype=torch.uint8)
-    py = torch.tensor([c for c in classes for _ in range(m)])
-    recon = torch.rand(n * len(classes), 1, res, res, generator=g) * 2 - 1
-    labels = torch.tensor([c for c in classes for _ in range(n)])
-    return recon, labels, px, py
+from tests.pretrained import metric_ctx, metric_data
 
 
 def _random_fid_inception_state():
@@ -77,16 +31,16 @@ def _random_fid_inception_state():
     return state
 
 
-def test_fid_end_to_end_matches_pytorch_fid_features_and_a_direct_frechet(homes, monkeypatch):
+def test_fid_end_to_end_matches_pytorch_fid_features_and_a_direct_frechet(homes, save_expected, monkeypatch):
     import pytorch_fid.inception as pfi
 
     from mibench_core.metrics.fid import fid
 
     state = _random_fid_inception_state()
     hub = homes / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
-    _save_expected(monkeypatch, "fid-inception", state, hub)
-    recon, labels, px, py = _data(res=16, n=2, m=2, classes=(0,))  # 2 reconstructions, 2 private images
-    res = fid(_ctx(recon, labels, px, py))
+    save_expected("fid-inception", state, hub)
+    recon, labels, px, py = metric_data(res=16, n=2, m=2, classes=(0,))  # 2 reconstructions, 2 private images
+    res = fid(metric_ctx(recon, labels, px, py))
     assert res.missing == {}, res.missing
     assert str(hub) in res.notes["fid_weights"]
 
@@ -110,8 +64,8 @@ def test_fid_end_to_end_matches_pytorch_fid_features_and_a_direct_frechet(homes,
 def test_fid_without_weights_is_missing_not_zero(homes):
     from mibench_core.metrics.fid import fid
 
-    recon, labels, px, py = _data(res=16)
-    res = fid(_ctx(recon, labels, px, py))
+    recon, labels, px, py = metric_data(res=16)
+    res = fid(metric_ctx(recon, labels, px, py))
     assert res.overall["fid"] is None
     assert "pt_inception-2015-12-05-6726825d.pth" in res.missing["fid"]
     assert str(homes / "torch" / "hub" / "checkpoints") in res.missing["fid"]

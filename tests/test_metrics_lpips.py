@@ -2,58 +2,13 @@
 saved where the real weights are looked for (the loading and verification
 code is the real one; only the expected digest is the test file's)."""
 
-import dataclasses
-import hashlib
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from mibench_core import weights
-from mibench_core.metrics.common import MetricContext
-
-
-@pytest.fixture
-def homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("MIBENCH_WEIGHTS", raising=False)
-    return tmp_path
-
-
-def _save_expected(monkeypatch, name, state, path):
-    """Save a state dict where a weight file is looked for, and make its digest the expected one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(weights.KNOWN, name, dataclasses.replace(weights.KNOWN[name], sha256=digest))
-    return path
-
-
-def _ctx(recon, labels, px, py, user_weights=None, dataset="fashion-mnist", label="fashion-mnist"):
-    return MetricContext(
-        recon=recon,
-        recon_labels=labels,
-        private_x=px,
-        private_y=py,
-        eval_model=torch.nn.Identity(),
-        device=torch.device("cpu"),
-        gen=torch.Generator().manual_seed(0),
-        private_source_index=torch.arange(len(px)),
-        dataset=dataset,
-        dataset_label=label,
-        weights=user_weights or {},
-    )
-
-
-def _data(res=32, n=2, m=3, classes=(0, 1), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    px = torch.randint(0, 256, (m * len(classes), 1, res, res), generator=g, dtype=torch.uint8)
-    py = torch.tensor([c for c in classes for _ in range(m)])
-    recon = torch.rand(n * len(classes), 1, res, res, generator=g) * 2 - 1
-    labels = torch.tensor([c for c in classes for _ in range(n)])
-    return recon, labels, px, py
+from tests.pretrained import metric_ctx, metric_data
 
 
 def _lpips_with_random_backbone():
@@ -69,15 +24,13 @@ def _lpips_with_random_backbone():
     return model, state
 
 
-def test_lpips_end_to_end_equals_lpips_forward_to_the_nearest_private_image(homes, monkeypatch):
+def test_lpips_end_to_end_equals_lpips_forward_to_the_nearest_private_image(homes, save_expected):
     from mibench_core.metrics.perceptual import lpips_distance
 
     ref_model, state = _lpips_with_random_backbone()
-    _save_expected(
-        monkeypatch, "lpips-alex", state, homes / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    )
-    recon, labels, px, py = _data()
-    res = lpips_distance(_ctx(recon, labels, px, py), net="alex", resize=64)
+    save_expected("lpips-alex", state, homes / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    recon, labels, px, py = metric_data()
+    res = lpips_distance(metric_ctx(recon, labels, px, py), net="alex", resize=64)
     assert res.missing == {}
     assert "alexnet-owt-7be5be79.pth" in res.notes["lpips_weights"]
 
@@ -98,19 +51,19 @@ def test_lpips_end_to_end_equals_lpips_forward_to_the_nearest_private_image(home
 def test_lpips_without_backbone_is_missing_with_where_it_looked(homes):
     from mibench_core.metrics.perceptual import lpips_distance
 
-    recon, labels, px, py = _data()
-    res = lpips_distance(_ctx(recon, labels, px, py))
+    recon, labels, px, py = metric_data()
+    res = lpips_distance(metric_ctx(recon, labels, px, py))
     assert res.overall["lpips"] is None
     assert "not found" in res.missing["lpips"] and str(homes / "torch" / "hub" / "checkpoints") in res.missing["lpips"]
 
 
-def test_lpips_with_a_tampered_backbone_is_missing(homes, monkeypatch):
+def test_lpips_with_a_tampered_backbone_is_missing(homes, save_expected):
     from mibench_core.metrics.perceptual import lpips_distance
 
     path = homes / "mine.pth"
-    _save_expected(monkeypatch, "lpips-alex", {"features.0.weight": torch.zeros(3)}, path)
+    save_expected("lpips-alex", {"features.0.weight": torch.zeros(3)}, path)
     with open(path, "ab") as fh:
         fh.write(b"\0")
-    recon, labels, px, py = _data()
-    res = lpips_distance(_ctx(recon, labels, px, py, {"lpips-alex": str(path)}))
+    recon, labels, px, py = metric_data()
+    res = lpips_distance(metric_ctx(recon, labels, px, py, {"lpips-alex": str(path)}))
     assert res.overall["lpips"] is None and "differs from the expected" in res.missing["lpips"]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mibench_core.metrics.common import MetricContext
 from mibench_core.metrics.pixel import mse_matrix, psnr, psnr_ssim, sok, ssim, ssim_matrix
+from tests.pretrained import metric_ctx, metric_data
 
 
 def sk_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -21,17 +21,7 @@ def sk_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def make_ctx(recon, labels, private_x, private_y, extras=None, source_index=None, seed=0):
-    return MetricContext(
-        recon=recon,
-        recon_labels=labels,
-        private_x=private_x,
-        private_y=private_y,
-        eval_model=torch.nn.Identity(),
-        device=torch.device("cpu"),
-        gen=torch.Generator().manual_seed(seed),
-        attack_extras=extras or {},
-        private_source_index=source_index,
-    )
+    return metric_ctx(recon, labels, private_x, private_y, extras=extras, source_index=source_index, seed=seed)
 
 
 def unit(x_model: torch.Tensor) -> np.ndarray:
@@ -67,12 +57,7 @@ def test_ssim_of_identical_images_is_one_and_psnr_is_capped():
 
 
 def _data(seed=3, res=16, n_per_class=3, m_per_class=6, classes=(0, 1)):
-    g = torch.Generator().manual_seed(seed)
-    private_x = torch.randint(0, 256, (m_per_class * len(classes), 1, res, res), generator=g, dtype=torch.uint8)
-    private_y = torch.tensor([c for c in classes for _ in range(m_per_class)])
-    recon = torch.rand(n_per_class * len(classes), 1, res, res, generator=g) * 2 - 1
-    labels = torch.tensor([c for c in classes for _ in range(n_per_class)])
-    return recon, labels, private_x, private_y
+    return metric_data(res, n_per_class, m_per_class, classes, seed)
 
 
 def test_psnr_ssim_nearest_in_class_matches_a_brute_force_loop():

@@ -141,3 +141,42 @@ def test_config_weights_mapping_reaches_metric_jobs_outside_their_ids():
         _config(weights={"nope": "/w/x"})
     with pytest.raises(ConfigError, match="weights"):
         _config(weights={"fid-inception": {"path": "/w/x", "sha256": "abc"}})
+
+
+def test_unverified_true_loads_a_file_no_digest_can_verify_and_says_so(homes):
+    path = homes / "casia.pt"
+    digest = _write(path, b"stand-in weights")
+    named = {"facenet-casia-webface": {"path": str(path)}}
+    assert weights.resolve("facenet-casia-webface", named).status == "unverifiable"
+    unverified = {"facenet-casia-webface": {"path": str(path), "unverified": True}}
+    res = weights.resolve("facenet-casia-webface", unverified)
+    assert res.ok and "NOT verified" in res.detail and digest in res.detail
+    # a copy found in a cache folder, not named by the config, is never loaded unchecked
+    cached = homes / "mw" / weights.get("facenet-casia-webface").filename
+    _write(cached, b"stand-in weights")
+    assert weights.resolve("facenet-casia-webface", {}).status == "unverifiable"
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_weight_file_carrying_code_leaves_the_metric_missing_in_our_words(homes, save_expected):
+    import torch
+
+    from mibench_core.metrics.fid import fid
+    from tests.pretrained import metric_ctx, metric_data
+
+    marker = homes / "pwned"
+    hub = homes / "torch" / "hub" / "checkpoints" / weights.get("fid-inception").filename
+    save_expected("fid-inception", {"w": torch.zeros(1), "x": _Payload(marker)}, hub)  # its digest checks out
+    res = fid(metric_ctx(*metric_data(res=16)))
+    why = res.missing["fid"]
+    assert res.overall["fid"] is None and "carries code" in why and "was not loaded" in why
+    assert "weights_only" not in why and not marker.exists()

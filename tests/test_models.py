@@ -36,11 +36,59 @@ def test_torchvision_classifier_by_name_with_verified_weights(tmp_path):
         load_state_dict(path, "0" * 64)
 
 
-def test_weights_loader_refuses_pickled_code(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"x": object.__new__(Defense)}, path)
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+class _Payload:
+    """Runs a command when unpickled: what a hostile weight file carries."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("payload", ["object", "command"])
+def test_weights_loader_refuses_pickled_code_in_its_own_words(tmp_path, payload):
+    path, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    obj = object.__new__(Defense) if payload == "object" else _Payload(marker)
+    torch.save({"w": torch.zeros(2), "x": obj}, path)
+    with pytest.raises(WeightsError) as err:
         load_state_dict(path)
+    msg = str(err.value)
+    assert str(path) in msg and "carries code" in msg and "was not loaded" in msg
+    assert "weights_only" not in msg and err.value.__cause__ is None and err.value.__suppress_context__
+    assert not marker.exists()
+
+
+def test_pretrained_weights_need_a_digest_or_an_explicit_unverified(tmp_path):
+    import torchvision
+
+    from mibench_core.models import face
+    from mibench_core.models.train import run  # noqa: F401 - the job that records it
+
+    net = torchvision.models.get_model("mobilenet_v3_small", weights=None)
+    path = tmp_path / "plain.pt"  # no torch hub hash in its name
+    torch.save(net.state_dict(), path)
+    kw = dict(model="mobilenet_v3_small", pretrained_weights=str(path))
+    with pytest.raises(WeightsError, match="no digest to check it against.*pretrained_unverified: true"):
+        classifiers.torchvision_classifier(3, 1, 32, **kw)
+    m = classifiers.torchvision_classifier(3, 1, 32, **kw, pretrained_unverified=True)
+    assert m.pretrained == {"path": str(path), "sha256": store.sha256_file(path),
+                            "check": "NOT verified (unverified in the config)"}  # fmt: skip
+    digest = store.sha256_file(path)
+    hub = tmp_path / f"mobilenet-{digest[:8]}.pt"  # torch hub's convention: the name carries the digest's start
+    hub.write_bytes(path.read_bytes())
+    assert (
+        "hash prefix"
+        in classifiers.torchvision_classifier(3, 1, 32, **{**kw, "pretrained_weights": str(hub)}).pretrained["check"]
+    )
+    bad = tmp_path / "mobilenet-00000000.pt"
+    bad.write_bytes(path.read_bytes())
+    with pytest.raises(WeightsError, match="does not start with the file name's hash prefix"):
+        classifiers.torchvision_classifier(3, 1, 32, **{**kw, "pretrained_weights": str(bad)})
+    with pytest.raises(WeightsError, match="no digest"):
+        face.ir152(5, pretrained_weights=str(path))
 
 
 def tiny_data(n=120, res=8):

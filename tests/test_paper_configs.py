@@ -107,10 +107,12 @@ def test_dry_run_plans_in_seconds(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out[out.index("Job stats") :], flags=re.M))
-    # 3 targets + evaluation; GMI's prior + KEDMI's and PLG-MI's per target; 3 x 3 runs, a metric job,
-    # a reconstruction figure each; a sample figure per prior; one job per report table or figure
+    # the data and its public view; 3 targets + evaluation; GMI's prior + KEDMI's and PLG-MI's per target;
+    # 3 x 3 runs, a metric job, a reconstruction figure each; a sample figure per prior; one job per report
+    # table or figure
     assert stats == {
         "prepare_data": "1",
+        "make_view": "1",
         "train_model": "4",
         "train_prior": "7",
         "plot_prior_samples": "7",
@@ -123,8 +125,12 @@ def test_dry_run_plans_in_seconds(tmp_path):
         "plot_queries": "1",
         "render_defense_matrix": "1",
         "render_tables": "1",
+        "summarise_results": "1",
+        "rank_methods": "1",
+        "render_paper_attacks": "1",
+        "render_paper_defenses": "1",
         "all": "1",
-        "total": "56",
+        "total": "61",
     }, out[-2000:]
     assert seconds < 60, seconds  # a few seconds on an idle machine
 

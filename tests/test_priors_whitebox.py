@@ -169,8 +169,8 @@ PINNED_HISTORY = {
     ),
     "plgmi-gan": (
         {"dim": 8, "steps": 3, "batch_size": 16, "top_n": 10, "n_dis": 2},
-        [{"step": 0, "loss_d": 6.06955147, "loss_g_adv": 1.42871630, "loss_g_inv": 0.17390178},
-         {"step": 2, "loss_d": 4.10861301, "loss_g_adv": 0.51597458, "loss_g_inv": 0.39573139}],
+        [{"step": 0, "loss_d": 6.06955147, "loss_g_adv": 1.42871630, "loss_g_inv": 0.16966408},
+         {"step": 2, "loss_d": 4.10875797, "loss_g_adv": 0.51615119, "loss_g_inv": 0.52209455}],
     ),
     "lokt-tacgan": (
         {"dim": 8, "steps": 4, "batch_size": 16, "n_dis": 2, "public_samples": 100, "z_dim": 16},
@@ -283,3 +283,16 @@ def test_config_rejects_missing_or_wrong_aux():
     cfg = _config(attacks=[{"name": "lomma-gmi", "prior": "gmi-gan", "aux": ["nope"]}])
     with pytest.raises(ConfigError, match="no prior labelled 'nope'"):
         validate(cfg)
+
+
+def test_plgmi_augmentations_are_the_authors_list():
+    aug = plgmi_gan.augmenter(16)
+    steps = [m for m in aug.modules() if hasattr(m, "p") and hasattr(m, "flags")]
+    kinds = [type(m).__name__ for m in steps]
+    assert kinds == ["RandomResizedCrop", "ColorJitter", "RandomHorizontalFlip", "RandomRotation"]
+    assert [m.p for m in steps] == [1.0, 1.0, 0.5, 0.5]  # the jitter on every image, not half of them
+    jitter = steps[1]  # brightness and contrast 0.2, nothing else of colour, RGB or not
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (0.2, 0.2, 0.0, 0.0)
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    out = aug(x)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1

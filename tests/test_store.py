@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -46,3 +48,17 @@ def test_tensors_round_trip_and_manifest_hashes(tmp_path):
     assert store.verify(tmp_path) == []
     (tmp_path / "t.safetensors").write_bytes(b"tampered")
     assert store.verify(tmp_path) == ["t.safetensors"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        store.write_json(tmp_path / "m.json", {"a": 1})
+        store.save_tensors(tmp_path / "t.safetensors", {"a": torch.zeros(2)})
+        with store.atomic_path(tmp_path / "p.png") as tmp:
+            tmp.write_bytes(b"png")
+    finally:
+        os.umask(old)
+    for name in ("m.json", "t.safetensors", "p.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

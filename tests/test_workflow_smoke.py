@@ -97,6 +97,11 @@ def test_accuracies_match_the_saved_models_and_reconstructions(smoke_run):
             assert value == pytest.approx(expected, abs=1e-12), (col, model_id)
     for _, row in attacks.iterrows():
         recon = store.load_tensors(res / "attacks" / row["attack_id"] / "recon.safetensors")
+        if "victim" in recon:  # a per-sample attack: scored against each victim's own class
+            victims_id = store.read_manifest(res / "metrics" / row["metrics_id"])["inputs"]["victims"]
+            recon["labels"] = store.load_tensors(res / "victims" / victims_id / "victims.safetensors")["labels"][
+                recon["victim"]
+            ]
         hit = (_predict(res / "models" / row["evaluation_id"], recon["images"]) == recon["labels"]).double()
         assert row["acc1"] == pytest.approx(hit.mean().item(), abs=1e-6), row["attack"]
         per_class = classes[classes["run"] == row["run"]].set_index("class")["acc1"]

@@ -1,5 +1,6 @@
 """Tiny artifacts for the white-box tests: sklearn-digits at 16x16, a small MCNN
-target, built through the real stage entry points (``cli.run_job``)."""
+target, built through the real stage entry points (``cli.run_job``). Priors and
+attacks get the data artifact's public view, as in the plan."""
 
 from __future__ import annotations
 
@@ -42,6 +43,29 @@ def build_data(root: Path) -> Path:
     return out
 
 
+def public_view(data_dir: Path) -> Path:
+    """The public view of a data artifact (built once, next to it): what priors and attacks get."""
+    from mibench_core.cli import run_job
+
+    out = data_dir.parent / f"{data_dir.name}-public"
+    if not (out / "manifest.json").exists():
+        run_job(job("public", "public", {}, out, {"data": data_dir}))
+    return out
+
+
+def write_answers(adir: Path, outputs, top_k: int | None, access: str = "top-k") -> Path:
+    """A stand-in for an answers artifact (made by hand): the outputs, one query per victim."""
+    import torch
+
+    from mibench_core import store
+
+    store.save_tensors(adir / "answers.safetensors", {"outputs": outputs, "queries": torch.ones(len(outputs)).long()})
+    store.write_json(
+        adir / "manifest.json", {"inputs": {"victims": "victims-test"}, "results": {"access": access, "top_k": top_k}}
+    )
+    return adir
+
+
 def build_target(root: Path, data_dir: Path, arch: str = "mcnn", arch_params: dict | None = None) -> Path:
     from mibench_core.cli import run_job
 
@@ -65,7 +89,7 @@ def build_prior(root: Path, name: str, data_dir: Path, target_dir: Path | None, 
 
     entry = registry.get("prior", name)
     merged = {**entry.defaults, **params}
-    inputs = {"data": data_dir}
+    inputs = {"data": public_view(data_dir)}
     if entry.needs_target:
         inputs["target"] = target_dir
     out = root / f"prior-{name}"
@@ -73,14 +97,18 @@ def build_prior(root: Path, name: str, data_dir: Path, target_dir: Path | None, 
     return out
 
 
-def run_attack_job(root: Path, name: str, data_dir: Path, target_dir: Path, prior_dir=None, aux=(), **params):
+def run_attack_job(
+    root: Path, name: str, data_dir: Path, target_dir: Path, prior_dir=None, aux=(), answers=None, **params
+):
     from mibench_core.cli import run_job
 
     entry = registry.get("attack", name)
     merged = {**entry.defaults, **params}
-    inputs = {"target": target_dir, "data": data_dir}
+    inputs = {"target": target_dir, "data": public_view(data_dir)}
     if prior_dir is not None:
         inputs["prior"] = prior_dir
+    if answers is not None:
+        inputs["answers"] = answers
     for j, a in enumerate(aux):
         inputs[f"aux{j}"] = a
     out = root / f"attack-{name}"

@@ -18,9 +18,11 @@ its noise does not shift the attack's random numbers.
 
 After the attack, :func:`record_queries` stores the query counts: per run
 (``info["queries"]``: the oracle's count plus ``info["queries_prior"]``,
-queries a prior spent through its own oracle) and per reconstruction
-(extras ``queries``; when an attack does not set it, each reconstruction
-gets its slot's queries plus an equal share of the shared ones).
+queries a prior spent through its own oracle, plus ``info["queries_victims"]``,
+those the answers job spent on a per-sample attack's victims) and per
+reconstruction (extras ``queries``; when an attack does not set it, each
+reconstruction gets its slot's queries plus an equal share of the shared
+ones, plus its victim's queries).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Callable
 import torch
 
 from mibench_core import registry
-from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult, VictimAnswers
 from mibench_core.attacks.oracle import Oracle, build_oracle
 
 
@@ -48,16 +50,23 @@ def prepare(ctx: AttackContext, job: dict, access: str, params: dict) -> Callabl
         budget=params.get("query_budget"),
         postprocess=postprocess,
     )
-    return functools.partial(record_queries, oracle=ctx.oracle)
+    return functools.partial(record_queries, oracle=ctx.oracle, victims=ctx.victims)
 
 
-def record_queries(result: AttackResult, oracle: Oracle) -> None:
-    """Per-run and per-reconstruction query counts of a black-box attack."""
+def record_queries(result: AttackResult, oracle: Oracle, victims: VictimAnswers | None = None) -> None:
+    """Per-run and per-reconstruction query counts of a black-box attack (``victims``: a per-sample
+    attack's answers, whose queries count too; its extras ``victim`` names each reconstruction's)."""
     prior_queries = int(result.info.get("queries_prior") or 0)
+    victim_queries = 0 if victims is None else int(victims.queries.sum())
     result.info["queries_oracle"] = oracle.queries
-    result.info["queries"] = oracle.queries + prior_queries
+    if victims is not None:
+        result.info["queries_victims"] = victim_queries
+    result.info["queries"] = oracle.queries + prior_queries + victim_queries
     if "queries" not in result.extras:
-        result.extras["queries"] = oracle.per_reconstruction(len(result.images), extra_shared=prior_queries)
+        per = oracle.per_reconstruction(len(result.images), extra_shared=prior_queries)
+        if victims is not None:
+            per = per + victims.queries[result.extras["victim"]].double()
+        result.extras["queries"] = per
 
 
 def validate_spec(spec: dict | str | None) -> dict | None:

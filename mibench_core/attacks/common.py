@@ -10,6 +10,16 @@ records the queries afterwards). The plan adds the builder's import closure
 to the attack's code fingerprint from the same mapping, so the oracle and
 output processing are part of black-box attacks' ids only.
 
+No attack job reads private data. Its ``data`` input is the dataset's
+public view (``ctx.public_images()``, :mod:`mibench_core.data.views`); a
+per-sample attack (registry ``"victims": true``) also gets the ``answers``
+input, the target's answers on the private samples it inverts, computed by a
+trusted job (:mod:`mibench_core.attacks.victims`) and loaded here as
+``ctx.victims``. Its reconstructions must name their victim (extras
+``victim``, rows of ``ctx.victims``); the victims' queries are added to the
+run's count, and ``info["victims_id"]`` records which victims artifact the
+answers are of, for the metric stage to check.
+
 Reconstructions are stored as float32 images in [-1, 1] with their target
 labels, ``[N, C, H, W]`` and ``[N]``.
 """
@@ -23,7 +33,7 @@ from pathlib import Path
 import torch
 
 from mibench_core import registry, store
-from mibench_core.attacks.contract import AttackContext, AttackResult
+from mibench_core.attacks.contract import AttackContext, AttackResult, VictimAnswers
 from mibench_core.runtime import pick_device, seed_everything
 from mibench_core.stages import ACCESS_BUILDERS
 
@@ -50,8 +60,10 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         classes=list(range(target_info["num_classes"])),
         device=device,
         gen=gen,
-        data_dir=job["inputs"]["data"]["dir"],
+        public_dir=job["inputs"]["data"]["dir"],
     )
+    if entry.victims:
+        ctx.victims = VictimAnswers.load(job["inputs"]["answers"]["dir"], device)
     params = job["spec"]["params"]
     finish = access_builder(entry.access)(ctx, job, entry.access, params)
     if "prior" in job["inputs"]:
@@ -59,6 +71,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     n_aux = sum(1 for role in job["inputs"] if role.startswith("aux"))
     ctx.aux = [load_prior(job["inputs"][f"aux{j}"]["dir"], device) for j in range(n_aux)]
     result: AttackResult = registry.load(entry)(ctx, **params)
+    if ctx.victims is not None:
+        check_victims(entry.name, result, ctx.victims)
     if finish is not None:
         finish(result)
     if result.images.shape[1:] != (ctx.channels, ctx.resolution, ctx.resolution):
@@ -70,6 +84,19 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     store.save_tensors(Path(job["outdir"]) / "recon.safetensors", tensors)
     info = {"num_reconstructions": len(result.images), **result.info}
     return ["recon.safetensors"], info, str(device)
+
+
+def check_victims(name: str, result: AttackResult, victims: VictimAnswers) -> None:
+    """A per-sample attack's reconstructions name their victims (extras ``victim``, int64 rows of ``victims``)."""
+    victim = result.extras.get("victim")
+    ok = victim is not None and victim.shape == (len(result.images),) and not victim.is_floating_point()
+    if ok and len(victim):
+        ok = int(victim.min()) >= 0 and int(victim.max()) < len(victims)
+    if not ok:
+        raise RuntimeError(
+            f"attack {name!r} must name each reconstruction's victim: extras 'victim', int64 [N], rows of ctx.victims"
+        )
+    result.info["victims_id"] = victims.victims_id
 
 
 def load_reconstructions(attack_dir: str | Path) -> dict[str, torch.Tensor]:

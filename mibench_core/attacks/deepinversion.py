@@ -46,6 +46,15 @@ METHODS = [
             "bn_weight": 100.0,
             "jitter": 2,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "tv_weight": "[0, inf)",
+            "l2_weight": "[0, inf)",
+            "bn_weight": "[0, inf)",
+            "jitter": "[0, inf)",
+        },
         "access": "white-box",
     }
 ]

@@ -46,6 +46,16 @@ METHODS = [
             "restarts": 5,
             "reference_batch": 60,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "momentum": "[0, 1)",
+            "lambda_iden": "[0, inf)",
+            "clip_z": "(0, inf)",
+            "restarts": "[1, inf)",
+            "reference_batch": "[1, inf)",
+        },
         "priors": ["gmi-gan"],
         "access": "white-box",
     }

@@ -6,10 +6,15 @@ prediction vector back to the input, on auxiliary (public) data it owns:
 query T on every public image, then minimise the mean squared error between
 M(T(x)) and x. It then inverts *victims*: given the prediction vector that
 T returned for a private input, M outputs a reconstruction of that input.
-This is a per-sample attack: extras ``private_index`` names, for every
-reconstruction, the private training sample (index into the data artifact's
-``private_train_x``) whose prediction was inverted, so PSNR/SSIM to the
-true image can be computed; labels are those samples' classes.
+This is a per-sample attack (registry ``"victims": true``): the plan draws
+``per_class`` private training samples of every class (the victims) and a
+trusted job queries the oracle on them; the attack receives only those
+answers (``ctx.victims``), never the images or their classes. Extras
+``victim`` names, for every reconstruction, the victim whose answer was
+inverted (a row of ``ctx.victims``), so the metric stage can compare it
+with its own private image (PSNR/SSIM per sample) and score it against its
+own class; the labels the attack gives are the classes the answers name
+(the attacker does not know the victims' true classes).
 
 M as in the authors' code: the (top-k truncated) vector p is mapped to
 log(p_topk) + c (c = 50; clamped at -1000 before adding c), shifted so its
@@ -29,7 +34,9 @@ images used (each costs a target query). The public set is queried once and its 
 reused every epoch (the authors query T inside the training loop; with a
 deterministic API the answers are the same, so this only saves queries).
 
-Queries: one per public image (shared) and one per inverted private sample.
+Queries: one per public image (shared) and one per inverted private sample
+(spent by the answers job, :mod:`mibench_core.attacks.victims`, and added to
+the run's count by the attack stage).
 """
 
 from __future__ import annotations
@@ -63,7 +70,20 @@ METHODS = [
             "beta2": 0.999,
             "public_samples": None,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "top_k": "[1, inf)",
+            "c": "[0, inf)",
+            "ngf": "[1, inf)",
+            "epochs": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "public_samples": "[1, inf)",
+        },
         "access": "top-k",
+        "victims": True,
     }
 ]
 
@@ -110,8 +130,11 @@ def run_attack(
     beta2: float,
     public_samples: int | None,
 ) -> AttackResult:
+    """``per_class``: how many victims of each class the plan draws (this function inverts every one it gets)."""
     oracle, dev = ctx.oracle, ctx.device
     k = top_k or ctx.num_classes
+    if ctx.victims is None or ctx.victims.top_k != k:
+        raise ValueError(f"learning-inversion needs the target's top-{k} answers on its victims (ctx.victims)")
     public = ctx.public_images()
     if public_samples is not None and public_samples < len(public):
         public = public[torch.randperm(len(public), generator=ctx.gen)[:public_samples]]
@@ -140,10 +163,9 @@ def run_attack(
         bar.set_postfix(mse=f"{total / n:.4f}")
     bar.close()
     net.eval()
-    index, labels = ctx.private_sample_indices(per_class)
-    victim = ctx.victim_outputs(index)
+    victims = ctx.victims  # the answers on per_class private samples of every class, drawn by the plan
     with torch.no_grad():
-        images = net(victim).mul(2).sub(1).cpu()
+        images = net(victims.outputs.to(dev)).mul(2).sub(1).cpu()
     info = {
         "train_history": history,
         "final_train_mse": history[-1]["mse"] if history else None,
@@ -151,8 +173,7 @@ def run_attack(
         "queries_shared": oracle.shared_queries,
     }
     extras = {
-        "private_index": index,
-        "victim_top1_confidence": victim.max(1).values.cpu(),
-        "queries": oracle.per_reconstruction(len(index)),
+        "victim": torch.arange(len(victims), dtype=torch.int64),
+        "victim_top1_confidence": victims.outputs.max(1).values.cpu(),
     }
-    return AttackResult(images, labels, extras, info)
+    return AttackResult(images, victims.classes().cpu(), extras, info)

@@ -55,6 +55,18 @@ METHODS = [
             "lr": 0.1,
             "n_views": 2,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "n_surrogates": "[1, inf)",
+            "surrogate_width": "[1, inf)",
+            "surrogate_samples": "[1, inf)",
+            "surrogate_epochs": "[1, inf)",
+            "surrogate_batch_size": "[1, inf)",
+            "surrogate_lr": "(0, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "n_views": "[1, inf)",
+        },
         "priors": ["lokt-tacgan"],
         "access": "label",
     }

@@ -15,7 +15,10 @@ replaces the identity loss:
     L = prior + lambda_iden * (mean_{M in {T} + S} -l_y(M(x)) + lam_reg * reg(x))   (lambda_iden 100, lam_reg 1)
 
 The base attacks' other hyperparameters keep their paper defaults (see
-:mod:`mibench_core.attacks.gmi` and :mod:`mibench_core.attacks.kedmi`).
+:mod:`mibench_core.attacks.gmi` and :mod:`mibench_core.attacks.kedmi`); on
+KEDMI the prior term is scored on batches of the KEDMI discriminator's
+training size, and the log-variance starts at 0 where the authors' code
+(like KEDMI's) starts it at 1, as described in :mod:`mibench_core.attacks.kedmi`.
 ``max_public`` (null: all, the paper) estimates mu_pub from a random subset
 of the public images, a CPU-budget option.
 
@@ -34,7 +37,6 @@ from mibench_core.attacks.kedmi import distributional_attack
 from mibench_core.attacks.summary import summarise
 from mibench_core.data.common import to_model_range
 from mibench_core.priors.common import public_subset
-from mibench_core.priors.kedmi_gan import prior_term
 from mibench_core.runtime import progress
 
 METHODS = [
@@ -55,6 +57,18 @@ METHODS = [
             "lam_reg": 1.0,
             "max_public": None,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "momentum": "[0, 1)",
+            "lambda_iden": "[0, inf)",
+            "clip_z": "(0, inf)",
+            "restarts": "[1, inf)",
+            "reference_batch": "[1, inf)",
+            "lam_reg": "[0, inf)",
+            "max_public": "[1, inf)",
+        },
         "priors": ["gmi-gan"],
         "access": "white-box",
         "aux": ["lomma-students"],
@@ -73,6 +87,15 @@ METHODS = [
             "samples_per_step": 1,
             "lam_reg": 1.0,
             "max_public": None,
+        },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "lambda_iden": "[0, inf)",
+            "samples_per_step": "[1, inf)",
+            "lam_reg": "[0, inf)",
+            "max_public": "[1, inf)",
         },
         "priors": ["kedmi-gan"],
         "access": "white-box",
@@ -159,11 +182,11 @@ def run_kedmi(
     lam_reg: float, max_public: int | None,
 ) -> AttackResult:  # fmt: skip
     """KEDMI's distributional search (see attacks/kedmi.py) with LOMMA's identity loss."""
-    D, T = ctx.prior.discriminator, ctx.target
+    prior, T = ctx.prior, ctx.target
     students, mu_pub = _students(ctx), public_mean_feature(ctx, max_public)
 
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return prior_term(D(x)[1]) + lambda_iden * lomma_identity(T, students, x, y, mu_pub, lam_reg)
+        return prior.prior_loss(x) + lambda_iden * lomma_identity(T, students, x, y, mu_pub, lam_reg)
 
     search = {"per_class": per_class, "iterations": iterations, "lr": lr, "samples_per_step": samples_per_step}
-    return distributional_attack(ctx, loss_fn, "lomma-kedmi", **search)
+    return distributional_attack(ctx, loss_fn, "lomma-kedmi", min_batch=prior.batch_size, **search)

@@ -7,14 +7,15 @@ loss of the target over two independently augmented views,
 
     L(z) = sum_{v=1,2} [-l_y + max_{j != y} l_j](T(aug_v(G(z, y))))
 
-(augmentations: random resized crop 0.8-1, colour jitter 0.2, horizontal
-flip, rotation 5 degrees, kornia, differentiable), Adam lr 0.1, 600
-iterations, z ~ N(0, I) unconstrained.
+(the authors' augmentations, :func:`~mibench_core.priors.plgmi_gan.augmenter`:
+random resized crop 0.8-1, colour jitter of brightness and contrast 0.2 on
+every view and nothing else of colour, horizontal flip, rotation 5 degrees;
+kornia, differentiable), Adam lr 0.1, 600 iterations, z ~ N(0, I)
+unconstrained.
 
 Faithful to the paper; all classes and reconstructions run in one batch
 (the generator is in eval mode, its conditional BN uses running statistics,
-so latents do not interact). As in :mod:`mibench_core.priors.plgmi_gan`,
-colour jitter is brightness/contrast only on grayscale images.
+so latents do not interact).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ METHODS = [
         "call": "run_attack",
         "description": "PLG-MI (Yuan et al. 2023): max-margin over augmented views through the pseudo-label cGAN",
         "defaults": {"per_class": 8, "iterations": 600, "lr": 0.1, "n_views": 2},
+        "bounds": {"per_class": "[1, inf)", "iterations": "[1, inf)", "lr": "(0, inf)", "n_views": "[1, inf)"},
         "priors": ["plgmi-gan"],
         "access": "white-box",
     }
@@ -52,7 +54,7 @@ def run_attack(ctx: AttackContext, per_class: int, iterations: int, lr: float, n
     y = labels.to(dev)
     z = ctx.prior.sample_z(len(labels), ctx.gen).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
-    aug = augmenter(ctx.resolution, ctx.channels)
+    aug = augmenter(ctx.resolution)
     bar = progress(range(iterations), desc="plgmi", unit="it")
     for it in bar:
         x = G(z, y)

@@ -61,6 +61,18 @@ METHODS = [
             "batch_size": 256,
             "buffer_size": 1000000,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "episodes": "[1, inf)",
+            "max_step": "[1, inf)",
+            "alpha": "[0, 1]",
+            "hidden": "[1, inf)",
+            "gamma": "[0, 1]",
+            "tau": "(0, 1]",
+            "lr": "(0, inf)",
+            "batch_size": "[1, inf)",
+            "buffer_size": "[1, inf)",
+        },
         "priors": ["gmi-gan"],
         "access": "probabilities",
     }

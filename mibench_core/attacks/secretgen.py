@@ -45,6 +45,16 @@ METHODS = [
             "clip_z": 1.0,
             "reference_batch": 60,
         },
+        "bounds": {
+            "per_class": "[1, inf)",
+            "candidates": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "momentum": "[0, 1)",
+            "lambda_iden": "[0, inf)",
+            "clip_z": "(0, inf)",
+            "reference_batch": "[1, inf)",
+        },
         "priors": ["gmi-gan"],
         "access": "white-box",
     }

@@ -40,6 +40,13 @@ METHODS = [
         "description": "SecretGen black-box (Yuan et al. 2022): latent selection by label, discriminator-only "
         "optimisation",
         "defaults": {"per_class": 8, "n_candidates": 5000, "iterations": 1500, "lr": 0.02, "check_every": 50},
+        "bounds": {
+            "per_class": "[1, inf)",
+            "n_candidates": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "check_every": "[1, inf)",
+        },
         "priors": ["gmi-gan"],
         "access": "label",
     }

@@ -38,6 +38,13 @@ METHODS = [
         "call": "run_attack",
         "description": "VMI (Wang et al. 2021): per-class Gaussian q(z), CE + lambda * KL(q || N(0, I))",
         "defaults": {"per_class": 8, "iterations": 1500, "lr": 0.01, "kl_weight": 1.0, "samples_per_step": 4},
+        "bounds": {
+            "per_class": "[1, inf)",
+            "iterations": "[1, inf)",
+            "lr": "(0, inf)",
+            "kl_weight": "[0, inf)",
+            "samples_per_step": "[1, inf)",
+        },
         "priors": ["gmi-gan", "kedmi-gan"],
         "access": "white-box",
     }

@@ -31,6 +31,7 @@ METHODS = [
         "call": "adversarial_training",
         "description": "adversarial training with L-inf PGD (Madry et al. 2018); robust test accuracy reported",
         "defaults": {"eps": 0.03137254901960784, "step_size": 0.00784313725490196, "steps": 7, "eval_samples": 500},
+        "bounds": {"eps": "(0, 1]", "step_size": "(0, 1]", "steps": "[1, inf)", "eval_samples": "[1, inf)"},
         "strength": ["eps"],
     }
 ]

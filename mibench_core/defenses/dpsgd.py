@@ -44,6 +44,7 @@ METHODS = [
         "call": "dp_sgd",
         "description": "DP-SGD (Abadi et al. 2016) via Opacus: per-sample clipping + Gaussian noise; epsilon reported",
         "defaults": {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-05, "accountant": "rdp"},
+        "bounds": {"noise_multiplier": "(0, inf)", "max_grad_norm": "(0, inf)", "delta": "(0, 1)"},
         "strength": ["noise_multiplier"],
     }
 ]

@@ -32,6 +32,7 @@ METHODS = [
         "call": "negative_label_smoothing",
         "description": "negative label smoothing (Struppek et al. 2024), ramped in after a warm-up of plain CE",
         "defaults": {"alpha": -0.05, "warmup_fraction": 0.5, "ramp_fraction": 0.25},
+        "bounds": {"alpha": "[-1, 1)", "warmup_fraction": "[0, 1]", "ramp_fraction": "[0, 1]"},
         "strength": ["alpha"],
     }
 ]

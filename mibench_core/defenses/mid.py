@@ -31,6 +31,7 @@ METHODS = [
         "call": "mid",
         "description": "MID (Wang et al. 2021): variational information bottleneck before the head, CE + beta*KL",
         "defaults": {"beta": 0.003},
+        "bounds": {"beta": "[0, inf)"},
         "strength": ["beta"],
     }
 ]

@@ -32,6 +32,7 @@ METHODS = [
         "call": "top_k",
         "description": "keep the k largest probabilities, zero the rest (not renormalised)",
         "defaults": {"k": 1},
+        "bounds": {"k": "[1, inf)"},
     },
     {
         "name": "rounding",
@@ -39,6 +40,7 @@ METHODS = [
         "call": "rounding",
         "description": "round every probability to a number of decimals",
         "defaults": {"decimals": 2},
+        "bounds": {"decimals": "[0, inf)"},
     },
     {
         "name": "noise",
@@ -46,6 +48,7 @@ METHODS = [
         "call": "confidence_noise",
         "description": "add N(0, std^2) noise to the probabilities, clip to [0, 1], renormalise",
         "defaults": {"std": 0.01},
+        "bounds": {"std": "[0, inf)"},
     },
     {
         "name": "label_only",

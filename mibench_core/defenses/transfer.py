@@ -48,6 +48,7 @@ METHODS = [
         "call": "transfer_learning",
         "description": "TL (Ho et al. 2024): rotation-pretrain on the public split, freeze early layers, fine-tune",
         "defaults": {"frozen_fraction": 0.5, "pretrain_epochs": 5},
+        "bounds": {"frozen_fraction": "[0, 1]", "pretrain_epochs": "[1, inf)"},
         "strength": ["frozen_fraction"],
     }
 ]

@@ -34,8 +34,10 @@ def compute(ctx: MetricContext) -> MetricResult:
         if acc5 is not None:
             res.per_class[c]["acc5"] = acc5[m].mean().item()
     res.overall["acc1"] = acc1.mean().item()
+    res.per_sample["acc1"] = acc1
     if acc5 is not None:
         res.overall["acc5"] = acc5.mean().item()
+        res.per_sample["acc5"] = acc5
     else:
         res.set_missing("acc5", f"only {n_classes} classes: top-5 accuracy needs more than 5")
     return res

@@ -7,22 +7,45 @@ every value it could not compute a reason (the value is then missing, never
 of the private reference images are computed once per job and cached.
 
 The private reference set is the target's training split of the attacked
-classes (the data the attack tries to recover).
+classes (the data the attack tries to recover). The metric stage is the
+trusted evaluator: it reads the data artifact, which attacks never see, and,
+for a per-sample attack, the victims artifact
+(:mod:`mibench_core.data.views`). Such an attack names each
+reconstruction's victim (extras ``victim``); this stage replaces that by
+the victim's row of ``private_train_x`` (extras ``private_index``, which
+per-sample metrics use) and scores the reconstruction against the victim's
+own class (the attack could only give the class the target's answer names).
+
+Intervals. A value that is a statistic of per-reconstruction values (Acc@1,
+KNN distance, PSNR, ...) comes with those values (``per_sample``, aligned
+with the reconstructions, and ``per_sample_stat``: how the value is made of
+them, see :func:`mibench_core.stats.resampled_statistic`); the job checks
+that they give the value, computes its percentile bootstrap interval over
+``ctx.resamples`` (class-stratified resamples of the reconstructions, seeded
+from the job's seed on a stream of their own, so no value changes) and saves
+them in ``per_sample.safetensors`` for the report's significance tests. A
+set-level value (a Frechet distance) computes its own interval over the same
+resamples (``ci``), or says why it has none (``ci_notes``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from mibench_core import registry, store
+from mibench_core import registry, stats, store
 from mibench_core.data.common import to_model_range
 from mibench_core.runtime import pick_device, seed_everything
+from mibench_core.stats import PER_SAMPLE, PER_SAMPLE_LABELS
 
 
 @dataclass
@@ -31,6 +54,11 @@ class MetricResult:
     per_class: dict[int, dict[str, float | None]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # how values were computed (mode, weights used)
+    # per-reconstruction values behind an overall value ([N], aligned with the reconstructions; NaN: none)
+    per_sample: dict[str, torch.Tensor] = field(default_factory=dict)
+    per_sample_stat: dict[str, str] = field(default_factory=dict)  # value -> "mean" (default) | "class_mean"
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # intervals of set-level values
+    ci_notes: dict[str, str] = field(default_factory=dict)  # why a value has no interval
 
     def set_missing(self, name: str, reason: str) -> None:
         self.overall[name] = None
@@ -53,6 +81,10 @@ class MetricContext:
     dataset: str = ""  # registry name of the dataset
     dataset_label: str = ""  # its label in the config
     weights: dict = field(default_factory=dict)  # the config's weights: mapping (name -> path)
+    # [B, N] class-stratified bootstrap resamples of the reconstructions (None: no intervals)
+    resamples: np.ndarray | None = None
+    confidence: float = 0.95
+    interval_seconds: float = 0.0  # time spent on intervals (the job reports it)
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -83,9 +115,74 @@ class MetricContext:
         return self._cache["private"]
 
 
+def pretrained_or_missing(
+    res: MetricResult, name: str, build: Callable[[], tuple[torch.nn.Module, Any]], device, note: str | None = None
+) -> torch.nn.Module | None:
+    """A metric's pretrained network, on ``device``: ``build()`` gives (model, weights.Resolved).
+
+    When its weight file is absent, fails verification or is refused (``weights.WeightsError``), the
+    metric ``name`` is recorded as missing with that reason and None is returned (never a 0); else
+    which file was loaded, and how it was checked, goes into the notes (``note``, ``<name>_weights``)."""
+    from mibench_core.weights import WeightsError
+
+    try:
+        model, found = build()
+    except WeightsError as exc:
+        res.set_missing(name, str(exc))
+        return None
+    res.notes[note or f"{name}_weights"] = f"{found.path} ({found.detail})"
+    return model.to(device)
+
+
 def mean_over_classes(per_class: dict[int, dict[str, float | None]], name: str) -> float | None:
     vals = [v[name] for v in per_class.values() if v.get(name) is not None and not math.isnan(v[name])]
     return sum(vals) / len(vals) if vals else None
+
+
+def join_victims(extras: dict[str, torch.Tensor], attack_dir: str, victims_input: dict) -> torch.Tensor:
+    """A per-sample attack's reconstructions, tied to their victims: sets ``extras["private_index"]``
+    from ``extras["victim"]`` (which it removes) and returns the victims' own classes."""
+    from mibench_core.data.views import load_victims
+
+    made_from = store.read_manifest(attack_dir)["results"].get("victims_id")
+    if made_from != victims_input["id"]:
+        raise ValueError(f"the attack inverted the answers on victims {made_from!r}, not on {victims_input['id']!r}")
+    victims = load_victims(victims_input["dir"])
+    row = extras.pop("victim").long()
+    extras["private_index"] = victims["private_index"][row]
+    return victims["labels"][row]
+
+
+BOOTSTRAP_STREAM = int(hashlib.sha256(b"bootstrap").hexdigest()[:8], 16)
+SET_LEVEL_NOTE = "a set-level value without a resampling scheme: no interval"
+
+
+def interval_settings(job: dict) -> tuple[int, float]:
+    """(resamples, confidence) of the job's within-run intervals (config key ``statistics``)."""
+    opts = job.get("options", {}).get("statistics", {})
+    return int(opts.get("bootstrap", 1000)), float(opts.get("confidence", 0.95))
+
+
+def _intervals(name: str, value: float | None, result: MetricResult, ctx: MetricContext, labels: np.ndarray,
+               label: str) -> tuple[tuple[float, float] | None, str | None]:  # fmt: skip
+    """The interval of one overall value (or why there is none)."""
+    if value is None:
+        return None, None  # missing: its reason is in `missing`
+    if name in result.ci:
+        return tuple(result.ci[name]), None
+    if name not in result.per_sample:
+        return None, result.ci_notes.get(name, SET_LEVEL_NOTE)
+    values = result.per_sample[name].double().cpu().numpy()
+    stat = result.per_sample_stat.get(name, "mean")
+    if len(values) != len(labels):
+        raise ValueError(f"metric {label!r}: {len(values)} per-reconstruction values of {name!r} for {len(labels)}")
+    again = float(stats.resampled_statistic(values, labels, stat=stat)[0])
+    if not math.isclose(again, value, rel_tol=1e-6, abs_tol=1e-9):
+        raise ValueError(f"metric {label!r}: per-reconstruction values of {name!r} give {again}, not its value {value}")
+    if ctx.resamples is None:
+        return None, "statistics.bootstrap is 0: no intervals"
+    ci = stats.bootstrap_interval(values, labels, ctx.resamples, ctx.confidence, stat)
+    return ci, None if ci is not None else "bootstrap replicates not finite"
 
 
 def run(job: dict) -> tuple[list[str], dict, str]:
@@ -97,8 +194,17 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
     labels = recon.pop("labels")
     images = recon.pop("images")
+    if "victims" in job["inputs"]:
+        labels = join_victims(recon, job["inputs"]["attack"]["dir"], job["inputs"]["victims"])
     data_manifest = store.read_manifest(job["inputs"]["data"]["dir"])
     keep = torch.isin(data["private_train_y"], labels.unique())
+    n_resamples, confidence = interval_settings(job)
+    labels_np = labels.cpu().numpy()
+    t_resample = time.time()
+    # the resamples' own stream: the metrics' streams (below) and values do not depend on them
+    rng = np.random.default_rng([job["seed"], BOOTSTRAP_STREAM])
+    resamples = stats.stratified_resamples(labels_np, n_resamples, rng) if n_resamples > 0 else None
+    t_resample = time.time() - t_resample
     ctx = MetricContext(
         recon=images,
         recon_labels=labels,
@@ -112,6 +218,9 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         dataset=data_manifest["name"],
         dataset_label=data_manifest["label"],
         weights=job.get("options", {}).get("weights", {}),
+        resamples=resamples,
+        confidence=confidence,
+        interval_seconds=t_resample,
     )
     combined = MetricResult()
     timings = {}
@@ -126,23 +235,55 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         timings[met["label"]] = round(time.time() - t0, 3)
         # two entries of one metric (different params) keep their values apart by label
         suffix = "" if met["label"] == met["name"] else f".{met['label']}"
+        t1 = time.time()
         for name, value in result.overall.items():
             if value is not None and not math.isfinite(value):
                 value = None
                 result.missing.setdefault(name, f"non-finite value {result.overall[name]}")
             combined.overall[name + suffix] = value
+            ci, note = _intervals(name, value, result, ctx, labels_np, met["label"])
+            if ci is not None:
+                combined.ci[name + suffix] = ci
+            if note is not None:
+                combined.ci_notes[name + suffix] = note
+            if value is not None and name in result.per_sample:
+                combined.per_sample[name + suffix] = result.per_sample[name].double().cpu()
+                combined.per_sample_stat[name + suffix] = result.per_sample_stat.get(name, "mean")
+        ctx.interval_seconds += time.time() - t1
         for name, reason in result.missing.items():
             combined.missing[name + suffix] = reason
         for name, note in result.notes.items():
             combined.notes[name + suffix] = note
         for c, vals in result.per_class.items():
             combined.per_class.setdefault(c, {}).update({k + suffix: v for k, v in vals.items()})
+    method = (
+        f"{confidence:.0%} percentile bootstrap over reconstructions, resampled within each class "
+        f"({n_resamples} resamples)"
+        if n_resamples > 0
+        else "none (statistics.bootstrap is 0)"
+    )
     payload = {
         "overall": combined.overall,
         "per_class": {str(c): v for c, v in sorted(combined.per_class.items())},
         "missing": combined.missing,
         "notes": combined.notes,
+        "ci": {k: list(v) for k, v in combined.ci.items()},
+        "ci_notes": combined.ci_notes,
+        "intervals": {"method": method, "resamples": n_resamples, "confidence": confidence},
+        "n_recon": len(labels),
     }
     store.write_json(Path(job["outdir"]) / "metrics.json", payload)
-    summary = {"overall": combined.overall, "missing": combined.missing, "notes": combined.notes, "seconds": timings}
-    return ["metrics.json"], summary, str(device)
+    store.save_tensors(
+        Path(job["outdir"]) / PER_SAMPLE,
+        {PER_SAMPLE_LABELS: labels.long(), **combined.per_sample},
+        metadata={"stat": json.dumps(combined.per_sample_stat, sort_keys=True)},
+    )
+    summary = {
+        "overall": combined.overall,
+        "ci": payload["ci"],
+        "missing": combined.missing,
+        "notes": combined.notes,
+        "seconds": timings,
+        "interval_seconds": round(ctx.interval_seconds, 3),  # resamples, per-sample and set-level intervals
+    }
+    return ["metrics.json", PER_SAMPLE], summary, str(device)

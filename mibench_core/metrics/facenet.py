@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mibench_core import weights
-from mibench_core.metrics.common import MetricContext, MetricResult
+from mibench_core.metrics.common import MetricContext, MetricResult, pretrained_or_missing
 from mibench_core.metrics.functional import pairwise_sq_dists
 from mibench_core.metrics.pixel import class_references
 from mibench_core.runtime import progress
@@ -54,6 +54,7 @@ METHODS = [
             "image_size": 160,
             "max_reference_per_class": None,
         },
+        "bounds": {"image_size": "[75, inf)", "max_reference_per_class": "[1, inf)"},
         "needs_weights": True,
     }
 ]
@@ -243,13 +244,11 @@ def facenet_distance(
             f"(label {ctx.dataset_label!r}): {why} (face_dataset: true forces it)",
         )
         return res
-    try:
-        model, found = load_facenet(pretrained, ctx.weights)
-    except weights.WeightsError as exc:
-        res.set_missing("facenet_dist", str(exc))
+    model = pretrained_or_missing(
+        res, "facenet_dist", lambda: load_facenet(pretrained, ctx.weights), ctx.device, note="facenet_weights"
+    )
+    if model is None:
         return res
-    model = model.to(ctx.device)
-    res.notes["facenet_weights"] = f"{found.path} ({found.detail})"
     values = torch.empty(len(ctx.recon), dtype=torch.float64)
     for c in progress(ctx.classes, desc="facenet", unit="class"):
         m = ctx.recon_labels == c
@@ -262,4 +261,5 @@ def facenet_distance(
         values[m] = pairwise_sq_dists(e_rec, e_ref).min(1).values
         res.per_class[c] = {"facenet_dist": values[m].mean().item()}
     res.overall["facenet_dist"] = values.mean().item()
+    res.per_sample["facenet_dist"] = values
     return res

@@ -15,14 +15,31 @@ computed exactly from the features (``functional.frechet_distance_features``,
 an SVD of the small cross-product matrix), as FID is: ``scipy.linalg.sqrtm``
 of the rank-deficient d x d product of a few reconstructions per class takes
 tens of seconds for the 512-d features of the face models, per class.
+
+Intervals: KNN and feature distances, precision and density are means of
+per-reconstruction values and get the stage's bootstrap interval; the
+Frechet distance is recomputed on each resample of the reconstructions
+(:func:`~mibench_core.metrics.functional.frechet_distance_resampled`, exact;
+skipped, saying so, when n^3 per resample would be too costly); recall and
+coverage get none (see ``PRDC_NO_INTERVAL``). A Frechet distance of few
+samples is biased upwards; its interval describes the resampling spread, not
+that bias.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 
+from mibench_core import stats
 from mibench_core.metrics.common import MetricContext, MetricResult, mean_over_classes
-from mibench_core.metrics.functional import centroid_dist, frechet_distance_features, knn_min_sq_dist
+from mibench_core.metrics.functional import (
+    centroid_dist,
+    frechet_distance_features,
+    frechet_distance_resampled,
+    knn_min_sq_dist,
+)
 from mibench_core.metrics.functional import prdc as prdc_fn
 
 METHODS = [
@@ -56,6 +73,7 @@ METHODS = [
             "coverage": {"label": "coverage", "better": "higher", "meaning": "covers more private data"},
         },
         "defaults": {"k": 3},
+        "bounds": {"k": "[1, inf)"},
     },
     {
         "name": "eval_frechet",
@@ -80,42 +98,60 @@ def _per_class(ctx: MetricContext):
         yield c, fake[ctx.recon_labels == c], real[ctx.private_y == c]
 
 
-def knn_distance(ctx: MetricContext) -> MetricResult:
+def _per_reconstruction(ctx: MetricContext, name: str, fn) -> MetricResult:
+    """The mean over reconstructions of ``fn(features of a class's reconstructions, its private features)``."""
     res = MetricResult()
+    values = torch.empty(len(ctx.recon), dtype=torch.float64)
     total, count = 0.0, 0
     for c, f, r in _per_class(ctx):
-        d = knn_min_sq_dist(f, r)
-        res.per_class[c] = {"knn_dist": d.mean().item()}
+        d = fn(f, r)
+        values[ctx.recon_labels == c] = d.double()
+        res.per_class[c] = {name: d.mean().item()}
         total, count = total + d.sum().item(), count + len(d)
-    res.overall["knn_dist"] = total / count
+    res.overall[name] = total / count
+    res.per_sample[name] = values
     return res
+
+
+def knn_distance(ctx: MetricContext) -> MetricResult:
+    return _per_reconstruction(ctx, "knn_dist", knn_min_sq_dist)
 
 
 def feature_distance(ctx: MetricContext) -> MetricResult:
-    res = MetricResult()
-    total, count = 0.0, 0
-    for c, f, r in _per_class(ctx):
-        d = centroid_dist(f, r)
-        res.per_class[c] = {"feat_dist": d.mean().item()}
-        total, count = total + d.sum().item(), count + len(d)
-    res.overall["feat_dist"] = total / count
-    return res
+    return _per_reconstruction(ctx, "feat_dist", centroid_dist)
+
+
+# Precision and density are means over a class's reconstructions (is it in a private image's k-NN
+# ball; in how many), so they resample; recall and coverage count private images reached by the set.
+PRDC_NO_INTERVAL = (
+    "counts private images reached by the set of reconstructions: a resample repeats reconstructions, "
+    "which reach no new images, so its bootstrap distribution is biased low; no interval"
+)
 
 
 def prdc(ctx: MetricContext, k: int) -> MetricResult:
     res = MetricResult()
     names = ("precision", "recall", "density", "coverage")
+    per_fake = {n: torch.full((len(ctx.recon),), float("nan"), dtype=torch.float64) for n in ("precision", "density")}
     short = []
     for c, f, r in _per_class(ctx):
         if len(f) <= k or len(r) <= k:
             res.per_class[c] = {n: None for n in names}
             short.append(c)
             continue
-        res.per_class[c] = prdc_fn(r, f, k)
+        values, fake_values = prdc_fn(r, f, k, per_fake=True)
+        res.per_class[c] = values
+        for n, v in fake_values.items():
+            per_fake[n][ctx.recon_labels == c] = v
     for n in names:
         res.overall[n] = mean_over_classes(res.per_class, n)
         if res.overall[n] is None:
             res.set_missing(n, f"every class has <= k={k} reconstructions or private images")
+    for n, v in per_fake.items():
+        res.per_sample[n] = v
+        res.per_sample_stat[n] = "class_mean"  # the overall values average the classes
+    for n in ("recall", "coverage"):
+        res.ci_notes[n] = PRDC_NO_INTERVAL
     return res
 
 
@@ -127,6 +163,26 @@ def _frechet_or_reason(f, r) -> tuple[float | None, str | None]:
     return frechet_distance_features(f, r), None
 
 
+# n x n eigendecompositions per resample (n reconstructions): B n^3 multiply-adds at most, a few seconds
+FRECHET_BOOTSTRAP_BUDGET = 2e10
+
+
+def frechet_interval(ctx: MetricContext, fake: torch.Tensor, real: torch.Tensor) -> tuple[tuple | None, str | None]:
+    """Percentile interval of a Frechet distance over the job's resamples of the reconstructions (or why not)."""
+    if ctx.resamples is None:
+        return None, "statistics.bootstrap is 0: no intervals"
+    b, n = ctx.resamples.shape
+    if b * float(n) ** 3 > FRECHET_BOOTSTRAP_BUDGET:
+        return None, (
+            f"no interval: a resample of {n} reconstructions costs an {n} x {n} eigendecomposition, "
+            f"{b} of them exceed the budget ({FRECHET_BOOTSTRAP_BUDGET:.0e} multiply-adds)"
+        )
+    t0 = time.time()
+    ci = stats.percentile_interval(frechet_distance_resampled(fake, real, ctx.resamples), ctx.confidence)
+    ctx.interval_seconds += time.time() - t0
+    return ci, None if ci is not None else "bootstrap replicates not finite"
+
+
 def eval_frechet(ctx: MetricContext) -> MetricResult:
     res = MetricResult()
     fake, _ = ctx.recon_eval()
@@ -136,6 +192,11 @@ def eval_frechet(ctx: MetricContext) -> MetricResult:
     value, reason = _frechet_or_reason(fake, real)
     if value is None:
         res.set_missing("eval_fd", reason)
+        return res
+    res.overall["eval_fd"] = value
+    ci, note = frechet_interval(ctx, fake, real)
+    if ci is not None:
+        res.ci["eval_fd"] = ci
     else:
-        res.overall["eval_fd"] = value
+        res.ci_notes["eval_fd"] = note
     return res

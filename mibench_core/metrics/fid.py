@@ -26,6 +26,10 @@ than 2048 samples (pytorch-fid's ``calculate_frechet_distance`` then adds
 ``scipy.linalg.sqrtm``; we call neither). FID with few samples is biased
 upwards: compare FIDs only at equal sample sizes.
 
+Interval: the Frechet distance recomputed on each of the stage's resamples of
+the reconstructions (``feature_space.frechet_interval``; the private features
+stay fixed).
+
 ``max_private`` caps the private reference images with a seeded random subset
 (null: all; InceptionV3 costs about 0.1 s an image on a CPU).
 """
@@ -37,7 +41,8 @@ from contextlib import contextmanager
 import torch
 
 from mibench_core import weights
-from mibench_core.metrics.common import MetricContext, MetricResult
+from mibench_core.metrics.common import MetricContext, MetricResult, pretrained_or_missing
+from mibench_core.metrics.feature_space import frechet_interval
 from mibench_core.metrics.functional import frechet_distance_features
 from mibench_core.runtime import progress
 
@@ -51,6 +56,7 @@ METHODS = [
             "fid": {"label": "FID (InceptionV3)", "better": "lower", "meaning": "closer distribution"},
         },
         "defaults": {"max_private": None, "batch_size": 50},
+        "bounds": {"max_private": "[2, inf)", "batch_size": "[1, inf)"},
         "needs_weights": True,
     }
 ]
@@ -101,18 +107,19 @@ def fid(ctx: MetricContext, max_private: int | None = None, batch_size: int = 50
     if len(ctx.recon) < 2:
         res.set_missing("fid", "fewer than 2 reconstructions")
         return res
-    try:
-        model, found = build_inception(ctx.weights)
-    except weights.WeightsError as exc:
-        res.set_missing("fid", str(exc))
+    model = pretrained_or_missing(res, "fid", lambda: build_inception(ctx.weights), ctx.device)
+    if model is None:
         return res
-    model = model.to(ctx.device)
     private = ctx.private_x
     if max_private is not None and len(private) > max_private:
         private = private[torch.randperm(len(private), generator=ctx.gen)[:max_private]]
-    res.notes["fid_weights"] = f"{found.path} ({found.detail})"
     res.notes["fid_samples"] = f"{len(ctx.recon)} reconstructions vs {len(private)} private images"
     fake = inception_features(model, ctx.recon.double().add(1).div(2).clamp(0, 1), batch_size, "recon")
     real = inception_features(model, private, batch_size, "private")
     res.overall["fid"] = frechet_distance_features(fake, real)
+    ci, note = frechet_interval(ctx, fake, real)
+    if ci is not None:
+        res.ci["fid"] = ci
+    else:
+        res.ci_notes["fid"] = note
     return res

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -63,11 +65,14 @@ def feature_stats(feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(0), np.cov(x, rowvar=False)
 
 
-def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 3, per_fake: bool = False):
     """Precision, recall, density, coverage (Naeem et al., ICML 2020).
 
     Radii are each sample's distance to its k-th nearest neighbour within
-    its own set (excluding itself).
+    its own set (excluding itself). With ``per_fake``, also each fake
+    sample's precision (0/1: inside some real ball) and density (the number
+    of real balls it is in, over k), whose means are precision and density:
+    ``(values, {"precision": [F], "density": [F]})``.
     """
     d_rr = pairwise_sq_dists(real, real).sqrt()
     d_ff = pairwise_sq_dists(fake, fake).sqrt()
@@ -79,7 +84,10 @@ def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]
     recall = (d_rf < r_fake[None, :]).any(1).double().mean().item()
     density = (1.0 / k) * in_real_ball.double().sum(0).mean().item()
     coverage = (d_rf.min(1).values < r_real).double().mean().item()
-    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+    values = {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+    if not per_fake:
+        return values
+    return values, {"precision": in_real_ball.any(0).double(), "density": in_real_ball.double().sum(0) / k}
 
 
 def frechet_distance_features(fake: torch.Tensor, real: torch.Tensor) -> float:
@@ -104,3 +112,45 @@ def frechet_distance_features(fake: torch.Tensor, real: torch.Tensor) -> float:
     tr2 = (c2 * c2).sum().item() / (n2 - 1)
     cross = torch.linalg.svdvals(c1 @ c2.T).sum().item() / ((n1 - 1) * (n2 - 1)) ** 0.5
     return float(((mu1 - mu2) ** 2).sum().item() + tr1 + tr2 - 2 * cross)
+
+
+def _double_centre(a: np.ndarray) -> np.ndarray:
+    """H A H for a stack of square matrices (H = I - 11^T / n)."""
+    return a - a.mean(axis=1, keepdims=True) - a.mean(axis=2, keepdims=True) + a.mean(axis=(1, 2), keepdims=True)
+
+
+def frechet_distance_resampled(fake: torch.Tensor, real: torch.Tensor, resamples: np.ndarray) -> np.ndarray:
+    """The Frechet distance of each resample of ``fake`` (rows of ``resamples``, ``[B, n]``) to ``real``.
+
+    Exact, without a d x d square root per resample: with the real set's covariance S2 and a
+    resample's centred features C1 = H X[idx] (H the centring matrix), the non-zero eigenvalues
+    of S1 S2 are those of C1 S2 C1^T / (n - 1) = H Q[idx, idx] H / (n - 1), where
+    Q = X C2^T C2 X^T / (m - 1) is computed once; the means and Tr S1 come from X mu2 and the Gram
+    matrix X X^T the same way. So each resample costs an n x n eigendecomposition, for any feature
+    dimension (tested equal to :func:`frechet_distance` on every resample).
+    """
+    x, y = fake.double().cpu(), real.double().cpu()
+    n, m = resamples.shape[1], len(y)
+    if n < 2 or m < 2:
+        raise ValueError("the Frechet distance needs at least 2 samples on each side")
+    mu2 = y.mean(0)
+    c2 = y - mu2
+    tr2 = (c2 * c2).sum().item() / (m - 1)
+    k = x @ c2.T  # [N, m]
+    q = (k @ k.T).numpy() / (m - 1)
+    gram = (x @ x.T).numpy()
+    xmu2 = (x @ mu2).numpy()
+    mu2_sq = float(mu2 @ mu2)
+    out = np.empty(len(resamples))
+    step = max(1, (1 << 23) // (n * n))  # about 64 MB per [chunk, n, n] array
+    for s in range(0, len(resamples), step):
+        idx = resamples[s : s + step]
+        rows = idx[:, :, None], idx[:, None, :]
+        g_r, q_r = gram[rows], q[rows]  # [chunk, n, n]
+        mu1_sq = g_r.mean(axis=(1, 2))
+        mu1_mu2 = xmu2[idx].mean(axis=1)
+        tr1 = (np.trace(g_r, axis1=1, axis2=2) - n * mu1_sq) / (n - 1)  # trace of H G H
+        eig = np.linalg.eigvalsh(_double_centre(q_r))
+        cross = np.sqrt(np.clip(eig, 0.0, None)).sum(axis=1) / math.sqrt(n - 1)
+        out[s : s + step] = mu1_sq - 2 * mu1_mu2 + mu2_sq + tr1 + tr2 - 2 * cross
+    return out

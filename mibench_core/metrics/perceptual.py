@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from mibench_core import weights
 from mibench_core.data.common import to_model_range
-from mibench_core.metrics.common import MetricContext, MetricResult
+from mibench_core.metrics.common import MetricContext, MetricResult, pretrained_or_missing
 from mibench_core.metrics.pixel import class_references
 from mibench_core.runtime import progress
 
@@ -49,6 +49,7 @@ METHODS = [
             "lpips": {"label": "LPIPS to nearest private", "better": "lower", "meaning": "closer"},
         },
         "defaults": {"net": "alex", "resize": 64, "max_reference_per_class": None},
+        "bounds": {"resize": "[32, inf)", "max_reference_per_class": "[1, inf)"},
         "needs_weights": True,
     }
 ]
@@ -141,13 +142,9 @@ def lpips_distance(
     ctx: MetricContext, net: str = "alex", resize: int | None = 64, max_reference_per_class: int | None = None
 ) -> MetricResult:
     res = MetricResult()
-    try:
-        model, found = build_lpips(net, ctx.weights)
-    except weights.WeightsError as exc:
-        res.set_missing("lpips", str(exc))
+    model = pretrained_or_missing(res, "lpips", lambda: build_lpips(net, ctx.weights), ctx.device)
+    if model is None:
         return res
-    model = model.to(ctx.device)
-    res.notes["lpips_weights"] = f"{found.path} ({found.detail})"
     res.notes["lpips_input"] = f"net {net}, v0.1, 3 channels, resized to {resize or 'native size'}"
     values = torch.empty(len(ctx.recon))
     for c in progress(ctx.classes, desc="lpips", unit="class"):
@@ -159,4 +156,5 @@ def lpips_distance(
         values[m] = nearest_lpips(model, ctx.recon[m], ref, resize)
         res.per_class[c] = {"lpips": values[m].mean().item()}
     res.overall["lpips"] = values.mean().item()
+    res.per_sample["lpips"] = values
     return res

@@ -20,10 +20,11 @@ data range is 1.
 
 ``psnr_ssim`` has two modes, named in the result's notes:
 
-* ``per-sample``: the attack targets specific private images and says
-  which in its extras, ``private_index`` (int64 ``[N]``, rows of the data
-  artifact's ``private_train_x``); each reconstruction is compared with its
-  own target.
+* ``per-sample``: the attack targets specific private images (its victims)
+  and the reconstructions' extras say which, ``private_index`` (int64
+  ``[N]``, rows of the data artifact's ``private_train_x``; the metric stage
+  sets it from the victim each reconstruction names, as attacks never see
+  private indices); each reconstruction is compared with its own target.
 * ``nearest-in-class`` (otherwise): each reconstruction's best value over the
   private images of its class (highest SSIM; highest PSNR, i.e. lowest MSE;
   each metric picks its own nearest image). ``max_reference_per_class``
@@ -43,6 +44,10 @@ as the class's reconstructions. If a class has fewer private images than
 reconstructions, all its images are targets (and the notes say so). The
 overall S-Dis averages over all reconstructions; the overall alpha pools the
 classes (distinct matched targets over all targets).
+
+Intervals: PSNR, SSIM and S-Dis are means over reconstructions and get the
+stage's bootstrap interval; coverage alpha counts distinct matched targets,
+which a resample (repeating reconstructions) cannot reach, so it gets none.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ METHODS = [
             "ssim": {"label": "SSIM", "better": "higher", "meaning": "closer"},
         },
         "defaults": {"max_reference_per_class": None},
+        "bounds": {"max_reference_per_class": "[1, inf)"},
     },
     {
         "name": "sok",
@@ -251,8 +257,10 @@ def psnr_ssim(ctx: MetricContext, max_reference_per_class: int | None = None) ->
         m = ctx.recon_labels == c
         res.per_class[c] = {"psnr": _mean(p_all[m]), "ssim": _mean(s_all[m]) if has_ssim else None}
     res.overall["psnr"] = _mean(p_all)
+    res.per_sample["psnr"] = p_all
     if has_ssim:
         res.overall["ssim"] = _mean(s_all)
+        res.per_sample["ssim"] = s_all
     else:
         res.set_missing(
             "ssim", f"images of {tuple(x.shape[-2:])} are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window"
@@ -276,12 +284,19 @@ def sok_match(x: torch.Tensor, targets: torch.Tensor) -> dict[str, tuple[torch.T
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
+SOK_ALPHA_NO_INTERVAL = (
+    "counts distinct targets matched by the set of reconstructions: a resample repeats reconstructions, "
+    "which match no new targets, so its bootstrap distribution is biased low; no interval"
+)
+
+
 def sok(ctx: MetricContext) -> MetricResult:
     res = MetricResult()
     x_all = recon_to_unit(ctx.recon)
     per_sample = per_sample_targets(ctx)
     has_ssim = ssim_possible(x_all.shape)
     values = {d: [] for d in SOK_DISTANCES}
+    per_recon = {d: torch.full((len(x_all),), float("nan"), dtype=torch.float64) for d in SOK_DISTANCES}
     matched = {d: 0 for d in SOK_DISTANCES}
     n_targets = 0
     short = []
@@ -307,6 +322,7 @@ def sok(ctx: MetricContext) -> MetricResult:
                 continue
             val, idx = match[d]
             values[d].append(val)
+            per_recon[d][m] = val.double()
             distinct = len(idx.unique())
             matched[d] += distinct
             res.per_class[c].update({f"sok_{d}": _mean(val), f"sok_alpha_{d}": distinct / len(targets)})
@@ -319,6 +335,9 @@ def sok(ctx: MetricContext) -> MetricResult:
             continue
         res.overall[f"sok_{d}"] = _mean(torch.cat(values[d]))
         res.overall[f"sok_alpha_{d}"] = matched[d] / n_targets
+        if not torch.isnan(per_recon[d]).any():  # every reconstruction matched: S-Dis is their mean
+            res.per_sample[f"sok_{d}"] = per_recon[d]
+        res.ci_notes[f"sok_alpha_{d}"] = SOK_ALPHA_NO_INTERVAL
     if per_sample is not None:
         res.notes["sok_targets"] = "the distinct private images named by the attack's private_index, per class"
     else:

@@ -17,6 +17,7 @@ METHODS = [
         "call": "MCNN",
         "description": "MCNN-like CNN of the GMI/KEDMI MNIST experiments: 3 conv-BN-LeakyReLU blocks",
         "defaults": {"width": 64},
+        "bounds": {"width": "[1, inf)"},
     },
     {
         "name": "evalcnn",
@@ -24,6 +25,7 @@ METHODS = [
         "call": "EvalCNN",
         "description": "evaluation CNN: 4 conv blocks with double convs and dropout, a different family from MCNN",
         "defaults": {"width": 32, "dropout": 0.3},
+        "bounds": {"width": "[1, inf)", "dropout": "[0, 1)"},
     },
     {
         "name": "resnet18",
@@ -31,6 +33,7 @@ METHODS = [
         "call": "resnet18",
         "description": "torchvision ResNet-18 with a small-input stem (3x3 conv, stride 1 or 2, no max-pool)",
         "defaults": {"stem_stride": 2},
+        "bounds": {"stem_stride": "[1, 2]"},
     },
     {
         "name": "vgg16_bn",
@@ -43,7 +46,12 @@ METHODS = [
         "kind": "arch",
         "call": "torchvision_classifier",
         "description": "any torchvision classification model by name (param 'model'), head resized",
-        "defaults": {"model": "resnet18", "pretrained_weights": None, "pretrained_sha256": None},
+        "defaults": {
+            "model": "resnet18",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
     },
 ]
 
@@ -179,19 +187,26 @@ def torchvision_classifier(
     model: str = "resnet18",
     pretrained_weights: str | None = None,
     pretrained_sha256: str | None = None,
+    pretrained_unverified: bool = False,
 ) -> Classifier:
     """Any ``torchvision.models`` classifier by name. ``pretrained_weights`` is a
-    local state dict (safetensors, or a torch file loaded with weights_only)
-    checked against ``pretrained_sha256``; its head is replaced."""
+    local state dict (safetensors, or a torch file of plain tensors) checked
+    against ``pretrained_sha256``, or the torch hub prefix of its file name, or
+    loaded unchecked only with ``pretrained_unverified: true``
+    (mibench_core.weights.verify_external); its head is replaced."""
     import torchvision
 
     net = torchvision.models.get_model(model, weights=None)
     if pretrained_weights:
-        from mibench_core.weights import load_state_dict
+        from mibench_core.weights import load_state_dict, verify_external
 
-        state = load_state_dict(pretrained_weights, pretrained_sha256)
+        digest, how = verify_external(pretrained_weights, pretrained_sha256, pretrained_unverified)
+        state = load_state_dict(pretrained_weights, digest)
         net.load_state_dict(state)
-    return TorchvisionClassifier(net, num_classes, 3)
+    clf = TorchvisionClassifier(net, num_classes, 3)
+    if pretrained_weights:
+        clf.pretrained = {"path": str(pretrained_weights), "sha256": digest, "check": how}  # for the manifest
+    return clf
 
 
 def build(arch: str, arch_params: dict, num_classes: int, in_channels: int, resolution: int) -> Classifier:

@@ -40,21 +40,36 @@ METHODS = [
         "kind": "arch",
         "call": "ir152",
         "description": "IR-152 face backbone at 64x64 (face.evoLVe), the KEDMI / PLG-MI 'IR152' target",
-        "defaults": {"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
     },
     {
         "name": "facenet64",
         "kind": "arch",
         "call": "facenet64",
         "description": "IR-50 face backbone at 64x64, the KEDMI / PLG-MI 'FaceNet64' target",
-        "defaults": {"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
     },
     {
         "name": "facenet112",
         "kind": "arch",
         "call": "facenet112",
         "description": "IR-50 face backbone at 112x112 (inputs resized), the GMI / KEDMI / PLG-MI evaluation model",
-        "defaults": {"mode": "ir", "pretrained_weights": None, "pretrained_sha256": None},
+        "defaults": {
+            "mode": "ir",
+            "pretrained_weights": None,
+            "pretrained_sha256": None,
+            "pretrained_unverified": False,
+        },
     },
 ]
 
@@ -167,12 +182,14 @@ def _published_keys(state: dict) -> dict:
     return out
 
 
-def _build(depth, input_size, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256):
+def _build(depth, input_size, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256, unverified):
     model = IRClassifier(depth, input_size, num_classes, in_channels, mode)
     if pretrained_weights:
-        from mibench_core.weights import load_state_dict
+        from mibench_core.weights import load_state_dict, verify_external
 
-        state = _published_keys(load_state_dict(pretrained_weights, pretrained_sha256))
+        digest, how = verify_external(pretrained_weights, pretrained_sha256, unverified)
+        model.pretrained = {"path": str(pretrained_weights), "sha256": digest, "check": how}  # for the manifest
+        state = _published_keys(load_state_dict(pretrained_weights, digest))
         own = model.state_dict()
         # A new class count gets a fresh head; a backbone trained at another resolution (the
         # 112 px MS-Celeb-1M ones under a 64 px model) keeps its convolutions and gets a fresh
@@ -199,9 +216,10 @@ def ir152(
     mode: str = "ir",
     pretrained_weights: str | None = None,
     pretrained_sha256: str | None = None,
+    pretrained_unverified: bool = False,
 ) -> Classifier:
     """IR-152 at 64x64 (face.evoLVe), the KEDMI / PLG-MI 'IR152' target."""
-    return _build(152, 64, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256)
+    return _build(152, 64, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256, pretrained_unverified)
 
 
 def facenet64(
@@ -211,9 +229,10 @@ def facenet64(
     mode: str = "ir",
     pretrained_weights: str | None = None,
     pretrained_sha256: str | None = None,
+    pretrained_unverified: bool = False,
 ) -> Classifier:
     """IR-50 at 64x64, the KEDMI / PLG-MI 'FaceNet64' target."""
-    return _build(50, 64, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256)
+    return _build(50, 64, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256, pretrained_unverified)
 
 
 def facenet112(
@@ -223,6 +242,7 @@ def facenet112(
     mode: str = "ir",
     pretrained_weights: str | None = None,
     pretrained_sha256: str | None = None,
+    pretrained_unverified: bool = False,
 ) -> Classifier:
     """IR-50 at 112x112, the GMI / KEDMI / PLG-MI evaluation model ('FaceNet'); inputs resized to 112."""
-    return _build(50, 112, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256)
+    return _build(50, 112, num_classes, in_channels, mode, pretrained_weights, pretrained_sha256, pretrained_unverified)

@@ -177,6 +177,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     spec = job["spec"]
     tensors, info = load_data(job["inputs"]["data"]["dir"])
     model = build(spec["arch"], spec["arch_params"], info["num_classes"], info["channels"], info["resolution"])
+    pretrained = getattr(model, "pretrained", None)  # the external file it starts from, and how it was checked
     defense = registry.load(registry.get("defense", spec["defense"]["name"]))(**spec["defense"]["params"])
     t0 = time.time()
     model, results = train_classifier(model, defense, tensors, spec["train"], device, gen)
@@ -191,6 +192,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         num_classes=info["num_classes"], channels=info["channels"], resolution=info["resolution"],
         feat_dim=model.feat_dim, num_params=sum(p.numel() for p in model.parameters()),
     )  # fmt: skip
+    if pretrained:
+        results["pretrained"] = pretrained
     log.info("test accuracy %.4f (val %.4f)", results["test_acc"], results["val_acc"])
     store.save_tensors(Path(job["outdir"]) / "model.safetensors", model.state_dict())
     return ["model.safetensors"], results, str(device)

@@ -22,6 +22,7 @@ from torch import nn
 
 from mibench_core import store
 from mibench_core.data.common import to_model_range
+from mibench_core.data.views import PublicData, load_public
 from mibench_core.runtime import pick_device, progress, seed_everything
 
 GENERATOR_FILE, DISCRIMINATOR_FILE, SAMPLES_FILE = "generator.safetensors", "discriminator.safetensors", "samples.png"
@@ -134,10 +135,12 @@ class Training:
 @dataclass
 class PriorJob(Training):
     """A prior job, unpacked (:func:`start`): the training scaffold plus the
-    output folder, the data artifact and the job's inputs."""
+    output folder, the public view (``data["public_x"]``: priors are trained
+    by the attacker, who never sees private data; any other key fails with a
+    :class:`~mibench_core.data.views.PrivateDataError`) and the job's inputs."""
 
     outdir: Path
-    data: dict[str, torch.Tensor]
+    data: PublicData
     inputs: dict
 
     @property
@@ -166,10 +169,10 @@ def image_shape(images: torch.Tensor, num_classes: int | None = None) -> dict:
 
 
 def start(job: dict) -> PriorJob:
-    """Unpack a prior job: pick the device, seed every stream, load the data artifact."""
+    """Unpack a prior job: pick the device, seed every stream, load the public view (its ``data`` input)."""
     device = pick_device(job["device"])
     gen = seed_everything(job["seed"])
-    data = store.load_tensors(Path(job["inputs"]["data"]["dir"]) / "data.safetensors")
+    data = load_public(job["inputs"]["data"]["dir"])
     return PriorJob(device, gen, job["spec"]["params"], Path(job["outdir"]), data, job["inputs"])
 
 

@@ -41,6 +41,17 @@ METHODS = [
             "beta1": 0.5,
             "beta2": 0.999,
         },
+        "bounds": {
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_critic": "[1, inf)",
+            "gp_weight": "[0, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+        },
     }
 ]
 

@@ -20,7 +20,10 @@ authors' ``MinibatchDiscriminator``: strided convolutions, then a minibatch
 discrimination layer, then a linear layer to K logits; the features that
 are matched are the convolutional ones (before minibatch discrimination).
 The prior is tied to the target whose pseudo-labels it learned
-(``needs_target``), so its artifact id includes the target's.
+(``needs_target``), so its artifact id includes the target's. Because the
+minibatch features depend on the batch, the attacks score realness on
+batches of about this prior's training ``batch_size``
+(:meth:`KEDMIPrior.prior_loss`).
 
 Deviations: power-of-two resolutions >= 8 (32x32 grayscale by default,
 one conv block fewer per halving from the paper's 64x64), as in
@@ -61,6 +64,18 @@ METHODS = [
             "beta1": 0.5,
             "beta2": 0.999,
             "max_public": None,
+        },
+        "bounds": {
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "entropy_weight": "[0, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "max_public": "[1, inf)",
         },
         "needs_target": True,
     }
@@ -142,10 +157,17 @@ class KEDMIPrior(SamplesLatents):
     discriminator: KDiscriminator
     z_dim: int
     num_classes: int
+    batch_size: int  # the discriminator's training batch; its minibatch features are calibrated to it
 
     def prior_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample realness loss of the attack (lower = more realistic)."""
-        return prior_term(self.discriminator(x)[1])
+        """Per-sample realness loss of the attack (lower = more realistic).
+
+        The minibatch-discrimination features of a sample depend on the batch
+        it is scored in, so ``x`` is scored in batches of about the size the
+        discriminator was trained on: ``x`` split into round(len(x) /
+        batch_size) (at least one) consecutive, near-equal chunks."""
+        chunks = x.tensor_split(max(1, round(len(x) / self.batch_size)))
+        return torch.cat([prior_term(self.discriminator(chunk)[1]) for chunk in chunks])
 
 
 def networks(p: dict, shape: dict) -> tuple[Generator, KDiscriminator]:
@@ -201,4 +223,4 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
 
 def load(prior_dir: str | Path, device="cpu") -> KEDMIPrior:
     G, D, p, res = load_gan(prior_dir, networks, device)
-    return KEDMIPrior(G, D, p["z_dim"], res["num_classes"])
+    return KEDMIPrior(G, D, p["z_dim"], res["num_classes"], p["batch_size"])

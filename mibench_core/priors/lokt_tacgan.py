@@ -19,7 +19,11 @@ Threat model by construction: this module builds a label-only
 :class:`~mibench_core.attacks.oracle.Oracle` from the target artifact in
 :func:`train_prior`; :func:`train_tacgan`, which does the training, receives
 only that oracle, never the model. Queries are recorded in the manifest
-(``queries``) and added to the attack's count.
+(``queries``) and added to the attack's count. The prior sees what the
+attacker sees: in a run with output processing (rounding, top-k, noise,
+label-only answers) its oracle applies the same processing (the plan makes
+one prior per target and output defense and puts the defense in the spec,
+key ``output``; registry ``access: label``).
 
 Architectures: G is the GMI/DCGAN generator whose input is z concatenated
 with one-hot(y); D is the GMI critic trunk with spectral normalisation
@@ -73,7 +77,20 @@ METHODS = [
             "lambda_cls": 1.0,
             "public_samples": None,
         },
+        "bounds": {
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "lambda_cls": "[0, inf)",
+            "public_samples": "[1, inf)",
+        },
         "needs_target": True,
+        "access": "label",
     }
 ]
 
@@ -173,13 +190,16 @@ def train_tacgan(
 
 
 def train_prior(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.attacks.blackbox import make_postprocess
     from mibench_core.attacks.oracle import build_oracle
 
     run = start(job)
     p, device = run.params, run.device
     public = public_subset(run.data["public_x"], p["public_samples"], run.gen)
-    # The target is reachable only through this label-only oracle.
-    oracle = build_oracle(run.target_dir, "label", device)
+    # The target is reachable only through this label-only oracle, which applies the run's output
+    # processing (spec key ``output``) as the attack's oracle does, with its noise on its own stream.
+    postprocess = make_postprocess(job["spec"].get("output"), gen=torch.Generator().manual_seed(job["seed"] + 1))
+    oracle = build_oracle(run.target_dir, "label", device, postprocess=postprocess)
     G, D, history = train_tacgan(public, oracle, p, device, run.gen)
     K, rows = oracle.num_classes, 8
     with torch.no_grad():

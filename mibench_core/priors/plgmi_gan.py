@@ -9,17 +9,18 @@ Attack via Conditional Generative Adversarial Network", AAAI 2023).
    generator with conditional BatchNorm (z of dimension 128), projection
    discriminator with spectral norm (Miyato & Koyama 2018), hinge loss. The
    generator also minimises 0.2 x the max-margin loss of the target on
-   augmented generated images (random resized crop 0.8-1, colour jitter 0.2,
-   horizontal flip, rotation 5 degrees; kornia, differentiable):
+   augmented generated images (:func:`augmenter`, the authors' list: random
+   resized crop 0.8-1, colour jitter of brightness and contrast 0.2 on every
+   image, horizontal flip, rotation 5 degrees; kornia, differentiable):
 
        L_G = -D(G(z, y), y) + 0.2 * [-l_y + max_{j != y} l_j](T(aug(G(z, y))))
 
    5 discriminator steps per generator step; Adam 2e-4, betas (0, 0.9).
 
 Deviations: power-of-two resolutions >= 8 (one residual up/down block per
-doubling above 4x4; 32x32 grayscale by default, the paper 64x64 RGB); colour
-jitter changes brightness and contrast only on grayscale images (saturation
-and hue need colour); ``dim`` (64 in the paper) and the number of steps are
+doubling above 4x4; 32x32 grayscale by default, the paper 64x64 RGB); the
+augmentations run on images mapped to [0, 1] (our models take [-1, 1]);
+``dim`` (64 in the paper) and the number of steps are
 config parameters; ``max_public`` (null: all, the paper) selects from a random
 subset of the public images. The prior is tied to its target (``needs_target``).
 """
@@ -56,6 +57,19 @@ METHODS = [
             "beta2": 0.9,
             "max_public": None,
         },
+        "bounds": {
+            "top_n": "[1, inf)",
+            "z_dim": "[1, inf)",
+            "dim": "[1, inf)",
+            "steps": "[1, inf)",
+            "batch_size": "[1, inf)",
+            "n_dis": "[1, inf)",
+            "alpha": "[0, inf)",
+            "lr": "(0, inf)",
+            "beta1": "[0, 1)",
+            "beta2": "[0, 1)",
+            "max_public": "[1, inf)",
+        },
         "needs_target": True,
     }
 ]
@@ -78,21 +92,28 @@ def hinge_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
 
 
-def augmenter(resolution: int, channels: int) -> nn.Module:
-    """The paper's differentiable augmentations; works on images in [-1, 1]."""
+def augmenter(resolution: int) -> nn.Module:
+    """The authors' differentiable augmentations (kornia), in their order and with kornia's
+    default probabilities as they use them: random resized crop (scale 0.8-1, square; always),
+    colour jitter of brightness 0.2 and contrast 0.2 (always, nothing else of colour), horizontal
+    flip (p 0.5), rotation up to 5 degrees (p 0.5). Takes and returns images in [-1, 1]; the
+    augmentations run on them mapped to [0, 1], kornia's range."""
     import kornia.augmentation as K
 
-    jitter = K.ColorJitter(0.2, 0.2, 0.2, 0.2, p=0.5) if channels == 3 else K.ColorJitter(0.2, 0.2, p=0.5)
     seq = K.AugmentationSequential(
-        K.RandomResizedCrop((resolution, resolution), scale=(0.8, 1.0), ratio=(1.0, 1.0)),
-        jitter,
-        K.RandomHorizontalFlip(),
-        K.RandomRotation(5.0),
+        K.RandomResizedCrop((resolution, resolution), scale=(0.8, 1.0), ratio=(1.0, 1.0), p=1.0),
+        K.ColorJitter(brightness=0.2, contrast=0.2, p=1.0),
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomRotation(5.0, p=0.5),
     )
 
     class _Aug(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seq = seq
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return seq(x.add(1).div(2)).mul(2).sub(1)
+            return self.seq(x.add(1).div(2)).mul(2).sub(1)
 
     return _Aug()
 
@@ -240,7 +261,7 @@ def train_prior(job: dict) -> tuple[list[str], dict, str]:
     images = public[sel]
     G, D = (net.to(device) for net in networks(p, shape))
     opt_g, opt_d = run.adam(G), run.adam(D)
-    aug = augmenter(shape["resolution"], shape["channels"])
+    aug = augmenter(shape["resolution"])
     bs = p["batch_size"]
     real_batch = run.real_batches(images, pseudo, replacement=True)
 

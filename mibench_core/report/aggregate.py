@@ -14,7 +14,27 @@ metric declares), so reports show every metric without a list of their own
 (:func:`metric_columns`; titles: :func:`column_title`, from each metric's
 ``columns`` declaration).
 
+Intervals and replicates: each metric value ``<m>`` has ``<m>_ci_low`` and
+``<m>_ci_high``, its within-run percentile bootstrap interval over the run's
+reconstructions (null where the value has none; why in ``ci_notes``, JSON),
+``n_recon`` the number of reconstructions and ``ci_method`` how the interval
+was made. ``replicate_seed`` is the replicate the row belongs to (config key
+``replicates``; null without replicates) and ``setting`` the run's label
+without it, the same for every replicate of a run.
+
 ``attack_classes.parquet``: one row per (run, class) with per-class values.
+
+``attacks_summary.parquet`` (:func:`write_summary`): one row per setting,
+over its replicates: every value the mean over seeds; each metric's interval
+Student's t interval over seeds (``ci_method`` says so) or, with one seed,
+the run's bootstrap interval; ``n_seeds``, ``seeds`` (JSON) and ``n_recon``
+(reconstructions over all seeds). The figures and the paper tables read it.
+
+Labels (``run``, ``dataset``, ``target``, ...) come from the config that asks
+for the table (``runs``), not from the manifests: a label is a name, so a
+renamed run reuses its artifacts and only the tables change. Every artifact
+read is first checked against its manifest (metric artifacts in full, the
+others' manifests by their own digest: the table reads nothing else of them).
 """
 
 from __future__ import annotations
@@ -37,10 +57,19 @@ def flatten(prefix: str, obj: Any, out: dict) -> dict:
     return out
 
 
-def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
-    """Rows for both tables from the metric artifact folders of every run."""
+def _manifest(folder: Path, what: str) -> dict:
+    store.check(folder, what, files=False)
+    return store.read_manifest(folder)
+
+
+def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """Rows for both tables from the metric artifact folders of every run.
+
+    ``runs``: attack id -> {run, dataset, target, defense, prior, attack} labels of its row (the plan's;
+    without it, the labels the artifacts were first built under)."""
     by_attack: dict[str, list[dict]] = {}
     for d in metric_dirs:
+        store.check(d, "metrics")
         manifest = store.read_manifest(d)
         manifest["_dir"] = str(d)
         by_attack.setdefault(manifest["inputs"]["attack"], []).append(manifest)
@@ -48,23 +77,31 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
     for attack_id, metric_manifests in by_attack.items():
         results_dir = Path(metric_manifests[0]["_dir"]).parent.parent
         dir_of = {"data": "data", "model": "models", "prior": "priors", "attack": "attacks"}
-        attack = store.read_manifest(results_dir / "attacks" / attack_id)
+        attack = _manifest(results_dir / "attacks" / attack_id, "attack")
         m0 = metric_manifests[0]["inputs"]
-        target = store.read_manifest(results_dir / "models" / m0["target"])
-        evaluation = store.read_manifest(results_dir / "models" / m0["evaluation"])
-        data = store.read_manifest(results_dir / "data" / m0["data"])
+        target = _manifest(results_dir / "models" / m0["target"], "target model")
+        evaluation = _manifest(results_dir / "models" / m0["evaluation"], "evaluation model")
+        data = _manifest(results_dir / "data" / m0["data"], "data")
         prior = None
         if "prior" in attack["inputs"]:
-            prior = store.read_manifest(results_dir / dir_of["prior"] / attack["inputs"]["prior"])
-        label = attack["label"]
-        ds_label, target_label, defense_label, attack_label = label.split(".", 3)
+            prior = _manifest(results_dir / dir_of["prior"] / attack["inputs"]["prior"], "prior")
+        names = (runs or {}).get(attack_id)
+        if names is None:
+            ds_label, target_label, defense_label, rest = attack["label"].split(".", 3)
+            attack_label = rest.split(".", 1)[0]  # without a replicate's `.seed<n>` (labels have no dots)
+            names = {"run": attack["label"], "dataset": ds_label, "target": target_label, "defense": defense_label,
+                     "prior": prior["label"].split(".")[1] if prior else None, "attack": attack_label}  # fmt: skip
+        label = names["run"]
+        specs = [attack["spec"], target["spec"], prior["spec"] if prior else {}]
         row: dict[str, Any] = {
             "run": label,
-            "dataset": ds_label,
-            "target": target_label,
-            "defense": defense_label,
-            "prior": prior["label"].split(".")[1] if prior else None,
-            "attack": attack_label,
+            "setting": f"{names['dataset']}.{names['target']}.{names['defense']}.{names['attack']}",
+            "replicate_seed": next((sp["replicate"] for sp in specs if "replicate" in sp), None),
+            "dataset": names["dataset"],
+            "target": names["target"],
+            "defense": names["defense"],
+            "prior": names["prior"],
+            "attack": names["attack"],
             "attack_name": attack["name"],
             "data_id": data["id"],
             "target_id": target["id"],
@@ -93,18 +130,26 @@ def collect(metric_dirs: list[str]) -> tuple[list[dict], list[dict]]:
         for k, v in attack["versions"].items():
             row[f"version.{k}"] = v
         missing: dict[str, str] = {}
+        ci_notes: dict[str, str] = {}
         per_class: dict[str, dict] = {}
         values: list[str] = []
         for mm in sorted(metric_manifests, key=lambda m: m["name"]):
             payload = store.read_json(Path(mm["_dir"]) / "metrics.json")
             row.update(payload["overall"])
+            for name in payload["overall"]:
+                low, high = (payload.get("ci") or {}).get(name) or (None, None)
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
             values += [name for name in _value_order(mm["spec"]["metrics"], payload["overall"]) if name not in values]
             missing.update(payload["missing"])
+            ci_notes.update(payload.get("ci_notes", {}))
+            row["n_recon"] = payload.get("n_recon", row["num_reconstructions"])
+            row["ci_method"] = (payload.get("intervals") or {}).get("method", "none (metrics without intervals)")
             row["metrics_id"] = mm["id"]
             row["metric_wall_s"] = row.get("metric_wall_s", 0.0) + mm["wall_time_s"]
             for c, vals in payload["per_class"].items():
                 per_class.setdefault(c, {}).update(vals)
         row["missing_reasons"] = json.dumps(missing, sort_keys=True)
+        row["ci_notes"] = json.dumps(ci_notes, sort_keys=True)
         row["metric_columns"] = json.dumps(values)
         rows.append(row)
         for c, vals in sorted(per_class.items(), key=lambda kv: int(kv[0])):
@@ -164,11 +209,94 @@ def column_title(column: str) -> tuple[str, str]:
     return title, hint
 
 
-def write_tables(metric_dirs: list[str], attacks_path: str, classes_path: str) -> None:
+def write_tables(metric_dirs: list[str], attacks_path: str, classes_path: str, runs: dict | None = None) -> None:
     import pandas as pd
 
-    rows, class_rows = collect(metric_dirs)
+    rows, class_rows = collect(metric_dirs, runs)
     for path, data in ((attacks_path, rows), (classes_path, class_rows)):
         df = pd.DataFrame(data)
         with store.atomic_path(path) as tmp:
             df.to_parquet(tmp, index=False)
+
+
+# Values besides the metrics that get an interval over seeds in the summary (a target's accuracy varies with it).
+SUMMARY_INTERVALS = ("target_test_acc", "target_val_acc", "evaluation_test_acc")
+PER_RUN = ("run", "replicate_seed", "ci_method", "missing_reasons", "ci_notes", "n_recon")
+
+
+def _merge_reasons(texts) -> str:
+    """Merge JSON {value: reason} records of several runs: each reason once per value."""
+    merged: dict[str, list[str]] = {}
+    for text in texts:
+        for name, reason in json.loads(text or "{}").items():
+            if reason not in merged.setdefault(name, []):
+                merged[name].append(reason)
+    return json.dumps({k: " | ".join(v) for k, v in merged.items()}, sort_keys=True)
+
+
+def _same(values: list) -> bool:
+    return all(v == values[0] or (v != v and values[0] != values[0]) for v in values[1:])
+
+
+def summarise(df, confidence: float = 0.95):
+    """One row per setting (the run without its replicate seed): see the module docstring."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    from mibench_core import stats
+
+    df = df.copy()
+    if "setting" not in df.columns:
+        df["setting"] = df["run"]
+    if "replicate_seed" not in df.columns:
+        df["replicate_seed"] = None
+    metrics = metric_columns(df)
+    interval_cols = {f"{m}_ci_{side}" for m in [*metrics, *SUMMARY_INTERVALS] for side in ("low", "high")}
+    rows = []
+    for setting, grp in df.groupby("setting", sort=True):
+        n = len(grp)
+        row: dict[str, Any] = {"run": setting}
+        for col in df.columns:
+            if col in PER_RUN or col in interval_cols or col in metrics or col == "setting":
+                continue
+            vals = grp[col].tolist()
+            if _same(vals):
+                row[col] = vals[0]
+            elif is_numeric_dtype(grp[col]) and not is_bool_dtype(grp[col]):
+                row[col] = float(pd.to_numeric(grp[col], errors="coerce").mean())
+            else:
+                row[col] = json.dumps(sorted({str(v) for v in vals}))
+        row["setting"] = setting
+        seeds = sorted(int(s) for s in grp["replicate_seed"] if s is not None and s == s)
+        row["n_seeds"], row["seeds"] = n, json.dumps(seeds)
+        row["n_recon"] = int(grp["n_recon"].sum()) if "n_recon" in grp else None
+        for col in [*metrics, *SUMMARY_INTERVALS]:
+            if col not in grp:
+                continue
+            values = pd.to_numeric(grp[col], errors="coerce").tolist()
+            if n == 1:
+                row[col] = None if values[0] != values[0] else values[0]
+                for side in ("low", "high"):
+                    v = grp[f"{col}_ci_{side}"].iloc[0] if f"{col}_ci_{side}" in grp else None
+                    row[f"{col}_ci_{side}"] = None if v is None or v != v else float(v)
+                continue
+            mean, low, high = stats.t_interval(values, confidence)
+            row[col] = None if mean != mean else mean
+            row[f"{col}_ci_low"], row[f"{col}_ci_high"] = low, high
+        if n == 1:
+            row["ci_method"] = grp["ci_method"].iloc[0] if "ci_method" in grp else None
+        else:
+            row["ci_method"] = f"{confidence:.0%} Student t interval of the mean over {n} seeds"
+        for col in ("missing_reasons", "ci_notes"):
+            if col in grp:
+                row[col] = _merge_reasons(grp[col])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_summary(attacks_path: str, summary_path: str, confidence: float = 0.95) -> None:
+    import pandas as pd
+
+    out = summarise(pd.read_parquet(attacks_path), confidence)
+    with store.atomic_path(summary_path) as tmp:
+        out.to_parquet(tmp, index=False)

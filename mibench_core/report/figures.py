@@ -1,6 +1,10 @@
 """Figures a person looks at: reconstruction grids, prior samples, comparison charts.
 
-Made from the Parquet tables and the artifacts only (never recomputed).
+Made from the Parquet tables and the artifacts only (never recomputed). The
+charts draw each value's interval (``<m>_ci_low`` / ``<m>_ci_high``) as an
+error bar where the table has one: the workflow hands them the summary table
+(one row per setting: the mean over seeds with its t interval, or one run's
+bootstrap interval).
 """
 
 from __future__ import annotations
@@ -48,8 +52,14 @@ def shown_classes(classes: list[int], max_classes: int = MAX_GRID_CLASSES) -> li
     return [classes[round(i * step)] for i in range(max_classes)]
 
 
-def reconstruction_grid(attack_dir: str, data_dir: str, out: str, n_private: int = 4, max_recon: int = 8) -> None:
-    """Per class row: private training samples | reconstructions (eval-model independent)."""
+def reconstruction_grid(
+    attack_dir: str, data_dir: str, out: str, label: str | None = None, n_private: int = 4, max_recon: int = 8
+) -> None:
+    """Per class row: private training samples | reconstructions (eval-model independent).
+
+    ``label``: the run's label in the config (default: the one the attack was first built under)."""
+    store.check(attack_dir, "attack")
+    store.check(data_dir, "data")
     recon = store.load_tensors(Path(attack_dir) / "recon.safetensors")
     data = store.load_tensors(Path(data_dir) / "data.safetensors")
     info = store.read_manifest(data_dir)["results"]
@@ -77,19 +87,20 @@ def reconstruction_grid(attack_dir: str, data_dir: str, out: str, n_private: int
     axes[0, n_private + 1].set_title("reconstructions", fontsize=8, loc="left")
     if len(classes) < len(attacked):
         fig.text(0.5, 0.0, f"{len(classes)} of {len(attacked)} attacked classes, evenly spread", ha="center", size=8)
-    fig.suptitle(f"{manifest['label']}  ({manifest['id']})", fontsize=9)
+    fig.suptitle(f"{label or manifest['label']}  ({manifest['id']})", fontsize=9)
     _savefig(fig, out)
 
 
-def prior_samples(prior_dir: str, out: str) -> None:
+def prior_samples(prior_dir: str, out: str, label: str | None = None) -> None:
     import matplotlib.image as mpimg
 
+    store.check(prior_dir, "prior")
     img = mpimg.imread(Path(prior_dir) / "samples.png")
     manifest = store.read_manifest(prior_dir)
     fig, ax = plt.subplots(figsize=(5, 5.3))
     ax.imshow(img, cmap="gray")
     ax.axis("off")
-    ax.set_title(f"prior samples: {manifest['label']} ({manifest['id']})", fontsize=9)
+    ax.set_title(f"prior samples: {label or manifest['label']} ({manifest['id']})", fontsize=9)
     _savefig(fig, out)
 
 
@@ -114,6 +125,7 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     import seaborn as sns
 
     from mibench_core.report.aggregate import column_title, metric_columns
+    from mibench_core.report.intervals import error_bars, has_intervals
 
     df = pd.read_parquet(attacks_parquet).sort_values("run").reset_index(drop=True)
     all_metrics = metric_columns(df)
@@ -131,7 +143,9 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
     for ax, m in zip(axes.flat, metrics):
         vals = pd.to_numeric(df[m], errors="coerce").to_numpy(dtype=float)
         ok = ~np.isnan(vals)
-        ax.barh(y[ok], vals[ok], color="#4C72B0", height=0.7)
+        err = error_bars(df, m)[:, ok] if has_intervals(df, m) else None
+        ax.barh(y[ok], vals[ok], color="#4C72B0", height=0.7, xerr=err, ecolor="#222", capsize=2,
+                error_kw={"elinewidth": 0.8})  # fmt: skip
         for yi in y[~ok]:
             ax.text(0.01, yi, "missing", va="center", fontsize=7, color="#a00",
                     transform=ax.get_yaxis_transform())  # fmt: skip
@@ -143,34 +157,50 @@ def comparison_chart(attacks_parquet: str, out: str) -> None:
         ax.set_yticks(y, labels)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
+    footer = []
+    if any(has_intervals(df, m) for m in metrics):
+        footer.append(f"error bars: {_interval_method(df)}")
     if absent:
         names = ", ".join(column_title(m)[0] for m in absent)
-        fig.text(0.01, 0.0, f"missing for every run (reasons in the Markdown table): {names}", fontsize=8,
-                 color="#a00", ha="left", va="top")  # fmt: skip
+        footer.append(f"missing for every run (reasons in the Markdown table): {names}")
+    for i, text in enumerate(footer):  # one line (0.2 in) below the other
+        fig.text(0.01, -0.2 * i / fig.get_figheight(), text, fontsize=8,
+                 color="#a00" if text.startswith("missing") else "#333", ha="left", va="top")  # fmt: skip
     if not metrics:
         axes.flat[0].text(0.5, 0.5, "no metric has a value", ha="center", va="center")
     fig.tight_layout()
     _savefig(fig, out)
 
 
+def _interval_method(df) -> str:
+    methods = sorted({str(m) for m in df["ci_method"].dropna()}) if "ci_method" in df.columns else []
+    return "; ".join(methods) if methods else "see the tables"
+
+
 def markdown_table(attacks_parquet: str, out: str) -> None:
-    """The paper-style table: one row per run, natural accuracy beside attack metrics."""
+    """The table of every run: natural accuracy beside attack metrics, each with its interval
+    (``value [low, high]``: the run's bootstrap interval over its reconstructions)."""
     import json
 
     import pandas as pd
 
     from mibench_core.report.aggregate import metric_columns
+    from mibench_core.report.intervals import cell, has_intervals
 
     df = pd.read_parquet(attacks_parquet)
     metrics = metric_columns(df)
-    cols = ["dataset", "target", "defense", "attack", "target_test_acc", *metrics]
+    seeded = "replicate_seed" in df.columns and df["replicate_seed"].notna().any()
+    cols = ["dataset", "target", "defense", "attack", *(["replicate_seed"] if seeded else []), "target_test_acc",
+            *metrics]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
         cells = []
         for c in cols:
             v = row[c]
             if v is None or (isinstance(v, float) and pd.isna(v)):
-                cells.append("missing")
+                cells.append("missing" if c != "replicate_seed" else "-")
+            elif c in metrics:
+                cells.append(cell(row, c))
             elif isinstance(v, float):
                 cells.append(f"{v:.4g}")
             else:
@@ -181,6 +211,13 @@ def markdown_table(attacks_parquet: str, out: str) -> None:
         for name, reason in json.loads(row["missing_reasons"]).items():
             notes.add(f"- `{name}` missing for {row['run']}: {reason}")
     text = "\n".join(lines) + "\n"
+    if any(has_intervals(df, m) for m in metrics):
+        text += f"\nIntervals: {_interval_method(df)}.\n"
+        no_ci = {}
+        for _, row in df.iterrows():
+            for name, why in json.loads(row.get("ci_notes") or "{}").items():
+                no_ci.setdefault(name, why)
+        text += "".join(f"- `{name}` has no interval: {why}\n" for name, why in sorted(no_ci.items()))
     if notes:
         text += "\n" + "\n".join(sorted(notes)) + "\n"
     store.write_bytes(out, text.encode())
@@ -194,6 +231,7 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
     import pandas as pd
 
     from mibench_core.report.aggregate import column_title
+    from mibench_core.report.intervals import error_bars, has_intervals
 
     df = pd.read_parquet(attacks_parquet)
     if "queries" not in df.columns:
@@ -210,6 +248,9 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
     for i, name in enumerate(sorted(drawn["attack"].unique())):
         sub = drawn[drawn["attack"] == name]
         ax.scatter(sub["queries"], sub[metric], marker=markers[i % len(markers)], s=50, label=name)
+        if has_intervals(sub, metric):
+            ax.errorbar(sub["queries"], sub[metric], yerr=error_bars(sub, metric), fmt="none", ecolor="#444",
+                        elinewidth=0.8, capsize=2)  # fmt: skip
         if tag_cols:
             for _, row in sub.iterrows():
                 tag = ".".join(str(row[c]) for c in tag_cols)
@@ -233,6 +274,8 @@ def queries_chart(attacks_parquet: str, out: str, metric: str = "acc1") -> None:
     no_value = sorted(set(counted["run"]) - set(drawn["run"]))
     if no_value:
         notes.append(f"{metric} missing: " + ", ".join(no_value))
+    if has_intervals(drawn, metric):
+        notes.append(f"error bars: {_interval_method(drawn)}")
     if notes:
         fig.text(0.01, -0.02, "\n".join(notes), fontsize=7, ha="left", va="top", wrap=True)
     _savefig(fig, out)

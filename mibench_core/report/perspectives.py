@@ -15,6 +15,11 @@ Each perspective is one figure and one Markdown table:
 plus the paper-style matrix (attacks x defenses: natural accuracy in the
 first row, Acc@1 in the cells) in Markdown and LaTeX.
 
+Every drawn value carries its interval where the table has one (error bars
+from ``<m>_ci_low`` / ``<m>_ci_high``; the workflow passes the summary table:
+means over seeds with t intervals, or one run's bootstrap interval), and the
+tables write it beside the value.
+
 White-box and black-box rows without output processing are used
 (``output_defense == "none"``); output-processed black-box rows appear as
 their own attack rows in the matrix. A perspective whose data the config
@@ -36,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mibench_core import registry, store  # noqa: E402
 from mibench_core.report import PERSPECTIVES as PERSPECTIVE_NAMES  # noqa: E402
+from mibench_core.report.intervals import cell, error_bars, has_intervals  # noqa: E402
 
 METRICS = (("acc1", "attack Acc@1 (higher = more leakage)"), ("knn_dist", "KNN distance (lower = more leakage)"))
 
@@ -59,10 +65,15 @@ def markdown(df, cols: list[str], title: str, note: str = "") -> str:
         return "\n".join(lines) + "\n"
     cols = [c for c in cols if c in df.columns]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    with_ci = {c for c in cols if has_intervals(df, c)}
     for _, row in df.iterrows():
         # defense facts (epsilon, robust accuracy) do not apply to other defenses: n/a, not missing
         cells = ["n/a" if c.startswith("target_defense.") and _fmt(row[c]) == "missing" else _fmt(row[c]) for c in cols]
+        cells = [cell(row, c) if c in with_ci else text for c, text in zip(cols, cells, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
+    if with_ci:
+        methods = sorted({str(m) for m in df["ci_method"].dropna()}) if "ci_method" in df.columns else []
+        lines += ["", "Intervals: " + ("; ".join(methods) or "as in the attacks table") + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -130,6 +141,24 @@ def _defense_extra_cols(df) -> list[str]:
     return [c for c in wanted if c in df.columns and df[c].notna().any()]
 
 
+def _error_bars(ax, rows, xcol: str, ycol: str, color) -> None:
+    """The rows' intervals on both axes (where the table has them), in the series' colour."""
+    if not (has_intervals(rows, ycol) or has_intervals(rows, xcol)):
+        return
+    ax.errorbar(rows[xcol], rows[ycol], yerr=error_bars(rows, ycol), xerr=error_bars(rows, xcol), fmt="none",
+                ecolor=color, elinewidth=0.8, capsize=2, alpha=0.8)  # fmt: skip
+
+
+def _bars(ax, xs: list[float], picked: list, metric: str, width: float, label: str) -> None:
+    """One bar per picked row (one-row frames), with its interval as an error bar."""
+    import pandas as pd
+
+    rows = pd.concat(picked) if picked else None
+    ys = [float(r[metric].iloc[0]) for r in picked]
+    err = error_bars(rows, metric) if rows is not None and has_intervals(rows, metric) else None
+    ax.bar(xs, ys, width=width, label=label, yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
+
+
 # --- privacy-utility ----------------------------------------------------------------------------
 
 
@@ -160,6 +189,7 @@ def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
                 series = f"{name} ({ds}/{tgt})" if len(keys) > 1 else name
                 ax.plot(ok["target_test_acc"], ok[metric], marker=markers.get((ds, tgt), "o"), color=colors[name],
                         label=series, linestyle="-" if name != "none" else "")  # fmt: skip
+                _error_bars(ax, ok, "target_test_acc", metric, colors[name])
                 for _, row in ok.iterrows():
                     ax.annotate(row["defense"], (row["target_test_acc"], row[metric]), fontsize=7,
                                 xytext=(3, 3), textcoords="offset points")  # fmt: skip
@@ -203,7 +233,8 @@ def predictive_power(attacks_parquet: str, figure: str, table: str) -> None:
         ax = axes[0, i]
         for (ds, atk), grp in sub.groupby(["dataset", "attack"]):
             ok = grp[grp[metric].notna()]
-            ax.plot(ok["target_test_acc"], ok[metric], marker="o", label=f"{atk} ({ds})")
+            (line,) = ax.plot(ok["target_test_acc"], ok[metric], marker="o", label=f"{atk} ({ds})")
+            _error_bars(ax, ok, "target_test_acc", metric, line.get_color())
             for _, row in ok.iterrows():
                 ax.annotate(row["target"], (row["target_test_acc"], row[metric]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
@@ -244,13 +275,13 @@ def resolution(attacks_parquet: str, figure: str, table: str) -> None:
     for i, (metric, label) in enumerate(metrics):
         ax = axes[0, i]
         for r_i, res in enumerate(resolutions):
-            xs, ys = [], []
+            xs, picked = [], []
             for g_i, (_, grp) in enumerate(groups):
-                val = grp[grp["dataset.resolution"] == res][metric]
-                if len(val) and val.notna().any():
+                at = grp[(grp["dataset.resolution"] == res) & grp[metric].notna()]
+                if len(at):
                     xs.append(g_i + r_i * width)
-                    ys.append(float(val.dropna().iloc[0]))
-            ax.bar(xs, ys, width=width, label=f"{int(res)} px")
+                    picked.append(at.iloc[[0]])
+            _bars(ax, xs, picked, metric, width, f"{int(res)} px")
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
         ax.set_xticklabels([f"{a}\n{t}" for (a, t), _ in groups], fontsize=8)
         ax.set_ylabel(label)
@@ -293,8 +324,8 @@ def robustness(attacks_parquet: str, figure: str, table: str) -> None:
         for v_i, var in enumerate(variants):
             rows = sub[sub["defense"] == var]
             xs = [a_i + v_i * width for a_i, a in enumerate(attacks) if (rows["attack"] == a).any()]
-            ys = [float(rows[rows["attack"] == a][metric].iloc[0]) for a in attacks if (rows["attack"] == a).any()]
-            ax.bar(xs, ys, width=width, label=var)
+            picked = [rows[rows["attack"] == a].iloc[[0]] for a in attacks if (rows["attack"] == a).any()]
+            _bars(ax, xs, picked, metric, width, var)
         ax.set_xticks([a + 0.4 - width / 2 for a in range(len(attacks))])
         ax.set_xticklabels(attacks, fontsize=8)
         ax.set_ylabel(label)

@@ -9,6 +9,7 @@ rule run_attack:
         manifest=f"{R}/attacks/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/attacks/{{aid}}.log",
     benchmark:
@@ -21,4 +22,4 @@ rule run_attack:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"

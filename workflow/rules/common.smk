@@ -8,8 +8,11 @@ R = CFG["results_dir"]
 TABLES = CFG["output"]["tables"]
 REPORTS = CFG["output"]["reports"]
 # Jobs run the library next to this Snakefile (the code the plan fingerprinted),
-# with the environment's python (the venv's, or the conda env's).
-MIBENCH = f"PYTHONPATH='{workflow.basedir}' python -m mibench_core.cli"
+# with the environment's python (the venv's, or the conda env's). Its folder
+# travels in $MIBENCH_ROOT (exported by the Snakefile), not in the command text:
+# Snakemake reruns a job whose command or params changed, and a copied or moved
+# checkout must rerun nothing.
+MIBENCH = 'PYTHONPATH="$MIBENCH_ROOT" python -m mibench_core.cli'
 
 STAGE_RESOURCES = {
     # threads, mem_mb, runtime (minutes), gpu
@@ -28,7 +31,42 @@ def res(stage, key):
 
 
 def job_json(aid):
-    return json.dumps(PLAN.nodes[aid].job(PLAN), sort_keys=True)
+    """The job's description (params.job): what it computes, without its label."""
+    job = PLAN.nodes[aid].job(PLAN)
+    del job["label"]
+    return json.dumps(job, sort_keys=True)
+
+
+class Name:
+    """A label as a rule parameter that Snakemake neither records nor compares.
+
+    Snakemake's params rerun trigger keeps only values of builtin types (others
+    are "unrepresentable"), so a run renamed in the config reuses its artifact;
+    the job still gets the label (``--label``) for its manifest.
+    tests/test_workflow_reliability.py checks that a relabel reruns no artifact job."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def job_label(aid):
+    return Name(PLAN.nodes[aid].label)
+
+
+def run_labels():
+    """Attack id -> the labels of its table row, from this config (JSON): the aggregate's params.runs."""
+    rows = {
+        r.attack_id: dict(run=r.label, dataset=r.dataset, target=r.target, defense=r.defense, prior=r.prior,
+                          attack=r.attack)
+        for r in PLAN.runs
+    }
+    return json.dumps(rows, sort_keys=True)
+
+
+RUN_LABELS = run_labels()
 
 
 def node_inputs(wildcards):
@@ -41,6 +79,10 @@ def nodes_of(kind):
 
 def metric_manifests():
     return [PLAN.path(m, "manifest.json") for run in PLAN.runs for m in run.metric_ids]
+
+
+def per_sample_files():
+    return [PLAN.path(m, "per_sample.safetensors") for run in PLAN.runs for m in run.metric_ids]
 
 
 # Label -> run / prior lookups are dicts: input functions run once per job, and a
@@ -63,7 +105,15 @@ def final_targets():
     return [
         f"{TABLES}/attacks.parquet",
         f"{TABLES}/attack_classes.parquet",
+        f"{TABLES}/attacks_summary.parquet",
+        f"{TABLES}/ranking.parquet",
         f"{REPORTS}/tables/attacks.md",
+        f"{REPORTS}/tables/ranking.md",
+        f"{REPORTS}/tables/ranking.tex",
+        f"{REPORTS}/tables/paper_attacks.md",
+        f"{REPORTS}/tables/paper_attacks.tex",
+        f"{REPORTS}/tables/paper_defenses.md",
+        f"{REPORTS}/tables/paper_defenses.tex",
         f"{REPORTS}/figures/comparison.png",
         *[f"{REPORTS}/figures/reconstructions/{r.label}.png" for r in PLAN.runs],
         *[f"{REPORTS}/figures/priors/{n.label}.png" for n in PLAN.of_kind("prior")],

@@ -6,9 +6,11 @@ rule compute_metrics:
         node_inputs,
     output:
         metrics=f"{R}/metrics/{{aid}}/metrics.json",
+        per_sample=f"{R}/metrics/{{aid}}/per_sample.safetensors",
         manifest=f"{R}/metrics/{{aid}}/manifest.json",
     params:
         job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
     log:
         f"{R}/logs/metrics/{{aid}}.log",
     benchmark:
@@ -21,4 +23,4 @@ rule compute_metrics:
     conda:
         "../../envs/mibench.yaml"
     shell:
-        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} > {log} 2>&1"
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"

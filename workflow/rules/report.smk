@@ -12,10 +12,39 @@ rule aggregate_results:
         attacks=f"{TABLES}/attacks.parquet",
         classes=f"{TABLES}/attack_classes.parquet",
     params:
+        # The row labels come from the config. A plain value, so Snakemake compares it: renaming a
+        # run reruns this rule, not its artifacts (args, derived from the files, is not compared).
+        runs=RUN_LABELS,
         call="mibench_core.report.aggregate:write_tables",
-        args=lambda w, input, output: [[os.path.dirname(p) for p in input], output.attacks, output.classes],
+        args=lambda w, input, output: [
+            [os.path.dirname(p) for p in input], output.attacks, output.classes, json.loads(RUN_LABELS)
+        ],
     log:
         f"{R}/logs/report/aggregate_results.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
+
+
+# One row per setting over its replicate seeds (means, t intervals; one seed: the run's
+# bootstrap interval): what the figures and the paper tables draw.
+rule summarise_results:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+    output:
+        summary=f"{TABLES}/attacks_summary.parquet",
+    params:
+        # plain values, so Snakemake compares them: a new level reruns this rule
+        statistics=json.dumps(CFG["statistics"], sort_keys=True),
+        call="mibench_core.report.aggregate:write_summary",
+        args=lambda w, input, output: [input.attacks, output.summary, CFG["statistics"]["confidence"]],
+    log:
+        f"{R}/logs/report/summarise_results.log",
     threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),
@@ -53,7 +82,7 @@ rule render_tables:
 
 rule plot_comparison:
     input:
-        attacks=f"{TABLES}/attacks.parquet",
+        attacks=f"{TABLES}/attacks_summary.parquet",
     output:
         figure=report(
             f"{REPORTS}/figures/comparison.png",
@@ -80,7 +109,7 @@ rule plot_reconstructions:
     input:
         recon=lambda w: PLAN.path(run_by_label(w.label).attack_id),
         manifest=lambda w: PLAN.path(run_by_label(w.label).attack_id, "manifest.json"),
-        data=lambda w: PLAN.path(PLAN.nodes[run_by_label(w.label).attack_id].inputs["data"]),
+        data=lambda w: PLAN.path(PLAN.nodes[run_by_label(w.label).metric_ids[0]].inputs["data"]),
     output:
         figure=report(
             f"{REPORTS}/figures/reconstructions/{{label}}.png",
@@ -90,7 +119,10 @@ rule plot_reconstructions:
         ),
     params:
         call="mibench_core.report.figures:reconstruction_grid",
-        args=lambda w, input, output: [os.path.dirname(input.recon), os.path.dirname(input.data), output.figure],
+        # the title names the run as this config does
+        args=lambda w, input, output: [
+            os.path.dirname(input.recon), os.path.dirname(input.data), output.figure, w.label
+        ],
     log:
         f"{R}/logs/report/reconstructions/{{label}}.log",
     threads: res("report", "threads")
@@ -116,7 +148,7 @@ rule plot_prior_samples:
         ),
     params:
         call="mibench_core.report.figures:prior_samples",
-        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure],
+        args=lambda w, input, output: [os.path.dirname(input.generator), output.figure, w.label],
     log:
         f"{R}/logs/report/priors/{{label}}.log",
     threads: res("report", "threads")
@@ -131,7 +163,7 @@ rule plot_prior_samples:
 
 rule plot_queries:
     input:
-        attacks=f"{TABLES}/attacks.parquet",
+        attacks=f"{TABLES}/attacks_summary.parquet",
     output:
         figure=report(
             f"{REPORTS}/figures/queries.png",
@@ -158,7 +190,7 @@ rule plot_queries:
 # caption picks the perspective's text by the wildcard.
 rule plot_perspective:
     input:
-        attacks=f"{TABLES}/attacks.parquet",
+        attacks=f"{TABLES}/attacks_summary.parquet",
     output:
         figure=report(
             f"{REPORTS}/figures/perspectives/{{perspective}}.png",
@@ -191,7 +223,7 @@ rule plot_perspective:
 
 rule render_defense_matrix:
     input:
-        attacks=f"{TABLES}/attacks.parquet",
+        attacks=f"{TABLES}/attacks_summary.parquet",
     output:
         markdown=report(
             f"{REPORTS}/tables/defense_matrix.md",
@@ -210,6 +242,93 @@ rule render_defense_matrix:
         args=lambda w, input, output: [input.attacks, output.markdown, output.latex],
     log:
         f"{R}/logs/report/perspectives/defense_matrix.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
+
+
+# Attacks per target model and defenses per attack, ranked with significance groups
+# (permutation tests on the per-reconstruction values, Holm-corrected).
+rule rank_methods:
+    input:
+        attacks=f"{TABLES}/attacks.parquet",
+        per_sample=per_sample_files(),
+    output:
+        table=f"{TABLES}/ranking.parquet",
+        pairs=f"{TABLES}/ranking_pairs.parquet",
+        markdown=report(
+            f"{REPORTS}/tables/ranking.md",
+            caption="../report/ranking.rst",
+            category="6. Results",
+            subcategory="Rankings",
+        ),
+        latex=f"{REPORTS}/tables/ranking.tex",
+    params:
+        statistics=json.dumps({**CFG["statistics"], "seed": CFG["seed"]}, sort_keys=True),
+        call="mibench_core.report.ranking:rank_methods",
+        args=lambda w, input, output: [input.attacks, list(input.per_sample), output.table, output.pairs,
+                                       output.markdown, output.latex, CFG["statistics"], CFG["seed"]],
+    log:
+        f"{R}/logs/report/rank_methods.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
+
+
+# The MIBench paper's tables: attacks per target model, and defenses.
+rule render_paper_attacks:
+    input:
+        summary=f"{TABLES}/attacks_summary.parquet",
+        ranking=f"{TABLES}/ranking.parquet",
+    output:
+        markdown=report(
+            f"{REPORTS}/tables/paper_attacks.md",
+            caption="../report/paper_tables.rst",
+            category="6. Results",
+            subcategory="Paper tables",
+        ),
+        latex=f"{REPORTS}/tables/paper_attacks.tex",
+    params:
+        call="mibench_core.report.paper:attack_tables",
+        args=lambda w, input, output: [input.summary, input.ranking, output.markdown, output.latex],
+    log:
+        f"{R}/logs/report/render_paper_attacks.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
+
+
+rule render_paper_defenses:
+    input:
+        summary=f"{TABLES}/attacks_summary.parquet",
+    output:
+        markdown=report(
+            f"{REPORTS}/tables/paper_defenses.md",
+            caption="../report/paper_tables.rst",
+            category="7. Defenses",
+            subcategory="Paper tables",
+        ),
+        latex=f"{REPORTS}/tables/paper_defenses.tex",
+    params:
+        call="mibench_core.report.paper:defense_tables",
+        args=lambda w, input, output: [input.summary, output.markdown, output.latex],
+    log:
+        f"{R}/logs/report/render_paper_defenses.log",
     threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),

@@ -1,0 +1,140 @@
+"""Intervals and tests of mibench_core.stats against known rates, hand-computed cases and SciPy."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mibench_core import stats
+from mibench_core.metrics import functional
+
+
+def test_bootstrap_interval_of_a_bernoulli_mean_covers_it_at_the_nominal_rate():
+    p, n, draws = 0.3, 100, 400
+    rng = np.random.default_rng(0)
+    labels = np.zeros(n, dtype=int)
+    covered = 0
+    for _ in range(draws):
+        x = (rng.random(n) < p).astype(float)
+        lo, hi = stats.bootstrap_interval(x, labels, stats.stratified_resamples(labels, 1000, rng), 0.95)
+        covered += lo <= p <= hi
+    # 400 draws: the coverage estimate has a standard error of about 0.011; the percentile
+    # interval of a mean of 100 is slightly liberal (about 0.94)
+    assert 0.91 <= covered / draws <= 0.985, covered / draws
+
+
+def test_bootstrap_interval_narrows_as_the_sample_grows():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (50, 200, 800):
+        x = (rng.random(n) < 0.5).astype(float)
+        labels = np.arange(n) % 5
+        lo, hi = stats.bootstrap_interval(x, labels, stats.stratified_resamples(labels, 2000, rng), 0.95)
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    # the width of a mean's interval scales as 1 / sqrt(n): x4 the sample, about half the width
+    for a, b in zip(widths, widths[1:]):
+        assert 1.6 < a / b < 2.5, widths
+
+
+def test_resamples_stay_within_each_class():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    idx = stats.stratified_resamples(labels, 50, np.random.default_rng(0))
+    assert idx.shape == (50, 6)
+    assert (labels[idx] == labels[None, :]).all()
+
+
+def test_class_mean_statistic_averages_class_means_and_skips_nan_classes():
+    values = np.array([1.0, 0.0, 1.0, 1.0, np.nan, np.nan])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    assert stats.resampled_statistic(values, labels, stat="class_mean")[0] == pytest.approx((0.5 + 1.0) / 2)
+    assert math.isnan(stats.resampled_statistic(values, labels, stat="mean")[0])
+    with pytest.raises(ValueError, match="statistic"):
+        stats.resampled_statistic(values, labels, stat="median")
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats as sps
+
+    values = [0.775, 0.8, 0.65]
+    mean, lo, hi = stats.t_interval(values, 0.95)
+    ref = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and (lo, hi) == pytest.approx(ref)
+    assert stats.t_interval([0.5], 0.95) == (0.5, None, None)
+    assert stats.t_interval([0.5, float("nan"), 0.7], 0.9)[1] == pytest.approx(
+        sps.t.interval(0.9, 1, loc=0.6, scale=sps.sem([0.5, 0.7]))[0]
+    )
+
+
+def test_holm_against_a_hand_computed_case():
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06, monotone)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = stats.holm([0.2, float("nan"), 0.6])  # NaN is no test: m = 2
+    assert adjusted[0] == pytest.approx(0.4) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.6)
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_permutation_test_separates_different_samples_and_not_identical_ones():
+    rng = np.random.default_rng(0)
+    strata = [0] * 8 + [1] * 8
+    same = rng.random(16)
+    diff, p, k = stats.stratified_permutation_test(same, strata, same.copy(), strata, 2000, rng)
+    assert diff == 0 and p == 1.0 and k == 2
+    a, b = np.ones(16), np.zeros(16)
+    diff, p, _ = stats.stratified_permutation_test(a, strata, b, strata, 2000, rng)
+    # every permutation that mixes the labels gives a smaller difference (1 in C(16, 8) per stratum do not)
+    assert diff == 1.0 and p < 0.002
+
+
+def test_permutation_test_compares_within_strata():
+    # A made more reconstructions of the easy class: pooled means differ (2/3 vs 1/3), class by class not at all
+    a = np.array([1.0, 1, 1, 1, 0, 0])
+    b = np.array([1.0, 1, 0, 0, 0, 0])
+    diff, p, _ = stats.stratified_permutation_test(a, [0, 0, 0, 0, 1, 1], b, [0, 0, 1, 1, 1, 1], 500,
+                                                   np.random.default_rng(0))  # fmt: skip
+    assert diff == 0 and p == 1.0
+    diff, p, k = stats.stratified_permutation_test(a, [0] * 6, b, [1] * 6, 100, np.random.default_rng(0))
+    assert k == 0 and math.isnan(p)  # no common stratum: not comparable
+
+
+def test_permutation_p_values_are_uniform_under_the_null():
+    rng = np.random.default_rng(3)
+    ps = []
+    for _ in range(200):
+        a, b = rng.normal(size=12), rng.normal(size=12)
+        ps.append(stats.stratified_permutation_test(a, [0] * 12, b, [0] * 12, 400, rng)[1])
+    assert 0.02 <= np.mean(np.array(ps) < 0.05) <= 0.10
+
+
+def test_compact_letters_group_methods_that_do_not_differ():
+    order = ["plgmi", "gmi", "kedmi", "vmi"]
+    assert stats.compact_letters(order, set()) == dict.fromkeys(order, "a")
+    letters = stats.compact_letters(order, {frozenset(("plgmi", "vmi"))})
+    assert letters == {"plgmi": "a", "gmi": "ab", "kedmi": "ab", "vmi": "b"}
+    different = {frozenset(p) for p in (("plgmi", "gmi"), ("plgmi", "kedmi"), ("plgmi", "vmi"), ("gmi", "vmi"))}
+    letters = stats.compact_letters(order, different)
+    assert letters == {"plgmi": "a", "gmi": "b", "kedmi": "bc", "vmi": "c"}
+    for x in order:
+        for y in order:
+            if x != y:
+                assert (frozenset((x, y)) in different) == (not set(letters[x]) & set(letters[y])), (x, y)
+
+
+def test_resampled_frechet_distance_equals_the_direct_formula_on_every_resample():
+    g = torch.Generator().manual_seed(0)
+    fake, real = torch.randn(12, 6, generator=g) + 0.5, torch.randn(300, 6, generator=g)
+    idx = np.vstack([np.arange(12), stats.stratified_resamples(np.arange(12) % 3, 5, np.random.default_rng(0))])
+    got = functional.frechet_distance_resampled(fake, real, idx)
+    for row, value in zip(idx, got):
+        want = functional.frechet_distance(*functional.feature_stats(fake[row]), *functional.feature_stats(real))
+        assert value == pytest.approx(want, rel=1e-6)
+
+
+def test_prdc_per_fake_values_average_to_precision_and_density():
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(40, 3, generator=g), torch.randn(15, 3, generator=g) * 1.5
+    values, per_fake = functional.prdc(real, fake, 3, per_fake=True)
+    assert values == functional.prdc(real, fake, 3)
+    assert per_fake["precision"].mean().item() == pytest.approx(values["precision"])
+    assert per_fake["density"].mean().item() == pytest.approx(values["density"])
