@@ -165,3 +165,59 @@ def test_caps_and_bad_class_ids():
     s["split"]["public_classes"] = [5]
     with pytest.raises(ValueError, match="do not exist"):
         split_indices(raw, s, 0)
+
+
+def test_image_folder_resizes_once_to_the_smallest_crop(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = {"a": [(150, 170), (90, 80)], "b": [(200, 200)]}  # W x H; crops 150, 80, 200 -> all to 80
+    expected = []
+    for cls, whs in sizes.items():
+        (tmp_path / cls).mkdir()
+        for j, (w, h) in enumerate(whs):
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+            img.save(tmp_path / cls / f"{j}.png")
+            s = min(w, h)
+            crop = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            expected.append(np.asarray(crop if s == 80 else crop.resize((80, 80), Image.BICUBIC)))
+    raw = image_folder.load_image_folder(str(tmp_path))
+    assert raw.train_x.shape == (3, 80, 80, 3) and list(raw.train_y) == [0, 0, 1]
+    np.testing.assert_array_equal(raw.train_x, np.stack(expected))
+
+
+def test_image_folder_holds_one_copy_of_the_images(tmp_path):
+    """CelebA at 128 px is 10 GB: the loader fills one array instead of stacking a list (twice that)."""
+    import tracemalloc
+
+    from PIL import Image
+
+    for c in range(3):
+        (tmp_path / f"id{c}").mkdir()
+        for j in range(20):
+            Image.new("RGB", (140, 160), (c * 80, j * 10, 0)).save(tmp_path / f"id{c}" / f"{j}.png")
+    tracemalloc.start()
+    try:
+        raw = image_folder.load_image_folder(str(tmp_path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert raw.train_x.shape == (60, 128, 128, 3)
+    assert peak < 1.3 * raw.train_x.nbytes, (peak, raw.train_x.nbytes)
+
+
+def test_to_tensor_images_indexes_a_chunk_at_a_time():
+    """The splits select rows of the raw images chunk by chunk, never copying a whole split first."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8)
+    index = rng.permutation(400)[:300]
+    np.testing.assert_array_equal(to_tensor_images(x, 16, 1, chunk=64, index=index), to_tensor_images(x[index], 16, 1))
+    tracemalloc.start()
+    try:
+        to_tensor_images(x, 16, 3, chunk=32, index=index)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x[index].nbytes, (peak, x[index].nbytes)  # a chunk (32 of 300 rows), not the selection

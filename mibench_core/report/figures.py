@@ -37,6 +37,21 @@ def _show(ax, img: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
+# At most this many class rows in a reconstruction grid: one row per class of a 1,000-identity
+# run would be over 100,000 px tall, more than matplotlib renders.
+MAX_GRID_CLASSES = 20
+
+
+def shown_classes(classes: list[int], max_classes: int = MAX_GRID_CLASSES) -> list[int]:
+    """At most ``max_classes`` of the sorted ``classes``, evenly spread (first and last included)."""
+    if len(classes) <= max_classes:
+        return list(classes)
+    if max_classes == 1:
+        return [classes[0]]
+    step = (len(classes) - 1) / (max_classes - 1)
+    return [classes[round(i * step)] for i in range(max_classes)]
+
+
 def reconstruction_grid(
     attack_dir: str, data_dir: str, out: str, label: str | None = None, n_private: int = 4, max_recon: int = 8
 ) -> None:
@@ -49,7 +64,8 @@ def reconstruction_grid(
     data = store.load_tensors(Path(data_dir) / "data.safetensors")
     info = store.read_manifest(data_dir)["results"]
     manifest = store.read_manifest(attack_dir)
-    classes = sorted(set(recon["labels"].tolist()))
+    attacked = sorted(set(recon["labels"].tolist()))
+    classes = shown_classes(attacked)  # the figure says when it shows a subset
     n_rec = min(max_recon, max((recon["labels"] == c).sum().item() for c in classes))
     cols = n_private + 1 + n_rec
     fig, axes = plt.subplots(len(classes), cols, figsize=(cols * 0.9, len(classes) * 0.95 + 0.6), squeeze=False)
@@ -69,6 +85,8 @@ def reconstruction_grid(
         axes[r, 0].set_ylabel(info["class_names"][c], rotation=0, ha="right", va="center", fontsize=8)
     axes[0, 0].set_title("private", fontsize=8, loc="left")
     axes[0, n_private + 1].set_title("reconstructions", fontsize=8, loc="left")
+    if len(classes) < len(attacked):
+        fig.text(0.5, 0.0, f"{len(classes)} of {len(attacked)} attacked classes, evenly spread", ha="center", size=8)
     fig.suptitle(f"{label or manifest['label']}  ({manifest['id']})", fontsize=9)
     _savefig(fig, out)
 
