@@ -87,9 +87,14 @@ def test_report_holds_every_output_with_caption(report_html, smoke_local):
         assert re.fullmatch(r"\d+\. [A-Z].*", category), f"category {category!r} is not a numbered stage"
         rst = (REPO / "workflow" / "rules" / caption).resolve()
         assert rst.exists(), caption
-        static = [ln for ln in _unconditional_lines(rst.read_text()) if "{{" not in ln and "``" not in ln]
-        assert static, f"caption {caption} has no line that every rendering shows"
-        assert static[0].strip() in html, f"caption {caption} is not in the report"
+        text = rst.read_text()
+        static = [ln for ln in _unconditional_lines(text) if "{{" not in ln and "``" not in ln]
+        if static:
+            assert static[0].strip() in html, f"caption {caption} is not in the report"
+        else:  # every line is in a branch: one branch's line is shown
+            branches = [ln.strip() for ln in text.splitlines()
+                        if ln.strip() and "{%" not in ln and "{{" not in ln and "``" not in ln]  # fmt: skip
+            assert any(ln in html for ln in branches), f"caption {caption} is not in the report"
         assert category in html
     # every figure and table the DAG made is in the report
     made = [p for p in (smoke_local / "results/smoke/reports").rglob("*") if p.is_file()]

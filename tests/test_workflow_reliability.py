@@ -28,6 +28,8 @@ TABLE = Path("results/smoke/tables/attacks.parquet")
 TINY = {  # the smoke run's GMI prior and attack, nothing else
     "priors": [{"name": "gmi-gan", "dim": 16, "steps": 20, "batch_size": 32}],
     "attacks": [{"name": "gmi", "prior": "gmi-gan", "per_class": 4, "iterations": 10, "restarts": 2}],
+    "membership": {"enabled": False},
+    "split_inference": {"targets": []},
 }
 CODE = ("Snakefile", "workflow", "mibench_core", "config", "envs", "pyproject.toml", "profiles")
 ARTIFACT_RULES = ("prepare_data", "make_view", "train_model", "train_prior", "run_attack", "compute_metrics")
@@ -105,7 +107,7 @@ def test_a_renamed_run_reruns_only_the_report(smoke_local, tmp_path):
     assert stats["aggregate_results"] == 1 and stats["plot_reconstructions"] == 1
     report = {"aggregate_results", "plot_reconstructions", "render_tables", "plot_comparison", "plot_queries",
               "render_defense_matrix", "plot_perspective", "summarise_results", "rank_methods",
-              "render_paper_attacks", "render_paper_defenses"}  # fmt: skip
+              "render_paper_attacks", "render_paper_defenses", "defense_threats"}  # fmt: skip
     assert set(stats) - {"all"} <= report, stats
     run(work, *snakemake_args("relabel.yaml"))
     got, before = comparable(work / TABLE), comparable(smoke_local / TABLE)
@@ -214,7 +216,7 @@ def test_kill_9_at_each_stage_then_the_same_command_finishes_with_the_same_table
     assert notices == 5  # every run after a kill said, in one line, that it removed the dead run's lock
     assert "Nothing to be done" in (run(work, *snakemake_args("tiny.yaml"), "-n").stdout)
     verified = _mibench_verify(work, "tiny.yaml")
-    assert verified.returncode == 0 and "6 of 6 built artifacts verified, 0 corrupt" in verified.stdout
+    assert verified.returncode == 0 and "7 of 7 built artifacts verified, 0 corrupt" in verified.stdout
     got = comparable(work / TABLE).dropna(axis=1, how="all")
     want = comparable(smoke_local / TABLE)
     want = want[want["run"].isin(got["run"])].dropna(axis=1, how="all").reset_index(drop=True)
