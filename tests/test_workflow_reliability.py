@@ -115,8 +115,9 @@ def test_a_renamed_run_reruns_only_the_report(smoke_local, tmp_path):
     renamed = got["run"] == "sklearn-digits.mcnn.none.gmi-renamed"
     for col in got.columns:  # run, attack, setting: the label is all that changed
         if any(isinstance(v, str) for v in got[col]):
-            got[col] = [v.replace("gmi-renamed", "gmi") if r and isinstance(v, str) else v
-                        for v, r in zip(got[col], renamed)]  # fmt: skip
+            values = [v.replace("gmi-renamed", "gmi") if r and isinstance(v, str) else v
+                      for v, r in zip(got[col], renamed)]  # fmt: skip
+            got[col] = pd.Series(values, index=got.index, dtype=got[col].dtype)
     got = got.sort_values("run").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, before, check_exact=True)  # the same numbers, the same artifact ids
     assert (work / "results/smoke/reports/figures/reconstructions/sklearn-digits.mcnn.none.gmi-renamed.png").exists()
