@@ -30,7 +30,9 @@ whatever depends on them differs through its input ids, and everything else
 (the data, the evaluation model, a stage not varied and not downstream of one)
 is one shared artifact. A node that differs per replicate has ``.seed<seed>``
 at the end of its label. Without ``replicates`` no spec has the key, so ids
-and seeds are those of a plain run.
+and seeds are those of a plain run; the replicate whose seed is the config's
+``seed`` carries no key either, so its artifacts are the plain run's (a
+finished plain run is one replicate already).
 """
 
 from __future__ import annotations
@@ -194,14 +196,16 @@ class Plan:
     def replicate(self, stage: str, spec: dict, inputs: dict[str, str], seed: int | None) -> tuple[dict, str]:
         """(spec, label suffix) of a ``stage`` node (target, prior, attack) in replicate ``seed``.
 
-        A varied stage gets the seed in its spec; a node downstream of a varied one keeps its
+        A varied stage gets the seed in its spec, except in the replicate whose seed is the
+        config's ``seed``: that one is the plain run. A node downstream of a varied one keeps its
         spec (its inputs differ). Either way its label ends in ``.seed<seed>``."""
         if seed is None:
             return spec, ""
         varied_stage = stage in self.config["replicates"]["vary"]
         if not varied_stage and not any(i in self.varied for i in inputs.values()):
             return spec, ""
-        return ({**spec, "replicate": seed} if varied_stage else spec), f".seed{seed}"
+        keyed = varied_stage and seed != self.config["seed"]
+        return ({**spec, "replicate": seed} if keyed else spec), f".seed{seed}"
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == kind]

@@ -41,7 +41,8 @@ def test_replicate_artifacts_differ_in_id_and_share_the_unvaried_ones():
     assert ids(rep, "model", "evaluation") == ids(plain, "model", "evaluation")
     for kind, role in (("model", "target"), ("prior", None), ("attack", None), ("metric", None)):
         assert len(ids(rep, kind, role)) == 3 * len(ids(plain, kind, role)), kind
-        assert not ids(rep, kind, role) & ids(plain, kind, role), kind
+        # seed 0 is the config's seed: that replicate is the plain run, the other two are new
+        assert ids(plain, kind, role) <= ids(rep, kind, role), kind
     assert split_ids(rep) == split_ids(plain) and split_ids(plain)  # shared with the plain run
     assert len(rep.runs) == 3 * len(plain.runs) and len({r.label for r in rep.runs}) == len(rep.runs)
     gmi = [r for r in rep.runs if r.attack == "gmi"]
@@ -57,7 +58,7 @@ def test_only_the_varied_stages_carry_the_seed_and_downstream_differs_through_in
     # targets and priors are the plain run's, shared by both replicates
     assert ids(rep, "model") == ids(plain, "model") and ids(rep, "prior") == ids(plain, "prior")
     for n in rep.nodes.values():
-        assert ("replicate" in n.spec) == (n.kind == "attack"), n.label
+        assert ("replicate" in n.spec) == (n.kind == "attack" and n.label.endswith(".seed1")), n.label
     rep_t = plan_with(replicates={"seeds": [0, 1], "vary": ["target"]})
     kinds_with_key = {n.kind for n in rep_t.nodes.values() if "replicate" in n.spec}
     assert kinds_with_key == {"model"}
@@ -66,6 +67,18 @@ def test_only_the_varied_stages_carry_the_seed_and_downstream_differs_through_in
     # the GMI GAN does not see the target: shared; KEDMI's GAN is trained with it: one per replicate
     priors = {n.label for n in rep_t.nodes.values() if n.kind == "prior"}
     assert "fashion-mnist.gmi-gan" in priors and "fashion-mnist.kedmi-gan.mcnn.none.seed1" in priors
+
+
+def test_the_replicate_of_the_config_seed_is_the_plain_run():
+    plain, rep = plan_with(), plan_with(replicates={"seeds": [0, 1, 2]})
+    assert set(plain.nodes) <= set(rep.nodes)  # a finished plain run is replicate 0, nothing of it reruns
+    by_id = {r.attack_id: r for r in rep.runs}
+    assert all(by_id[r.attack_id].replicate_seed == 0 for r in plain.runs)
+    assert all("replicate" not in rep.nodes[r.attack_id].spec for r in rep.runs if r.replicate_seed == 0)
+    # with another config seed no replicate is the plain run of seed 0, and seed 1's is
+    plain1 = plan_with(seed=1)
+    rep1 = plan_with(seed=1, replicates={"seeds": [0, 1]})
+    assert set(plain1.nodes) <= set(rep1.nodes) and not ids(plain, "attack") & ids(rep1, "attack")
 
 
 def test_a_run_no_replicate_changes_runs_once():
