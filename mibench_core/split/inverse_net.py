@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core.runtime import progress
 from mibench_core.split.contract import SplitContext, SplitResult
+from mibench_core.split.fit import fit_halving_lr
 
 METHODS = [
     {
@@ -134,29 +134,14 @@ def train_decoder(
     device: torch.device | str,
 ) -> list[float]:
     """Fit ``decoder(feats) ~ images`` with the mean squared error; returns the mean loss per epoch."""
-    decoder.to(device).train()
-    opt = torch.optim.Adam(decoder.parameters(), lr=lr, eps=adam_eps, amsgrad=amsgrad)
-    history = []
-    n = len(feats)
-    bar = progress(total=epochs * ((n + batch_size - 1) // batch_size), desc="inverse-net", unit="step")
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.mse_loss(decoder(feats[idx].to(device)), images[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            bar.update(1)
-        history.append(total / n)
-        if (epoch + 1) % halve_lr_every == 0:
-            for group in opt.param_groups:
-                group["lr"] /= 2.0
-    bar.close()
-    decoder.eval()
-    return history
+    decoder.to(device)
+    return fit_halving_lr(
+        decoder,
+        lambda idx: F.mse_loss(decoder(feats[idx].to(device)), images[idx].to(device)),
+        len(feats),
+        epochs=epochs, batch_size=batch_size, lr=lr, adam_eps=adam_eps, amsgrad=amsgrad,
+        halve_lr_every=halve_lr_every, gen=gen, desc="inverse-net",
+    )  # fmt: skip
 
 
 def run_attack(

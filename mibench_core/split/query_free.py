@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench_core.runtime import progress
 from mibench_core.split.contract import SplitContext, SplitResult
+from mibench_core.split.fit import fit_halving_lr
 from mibench_core.split.rmle import rmle_invert
 
 METHODS = [
@@ -84,28 +84,14 @@ def train_shadow(
     f2.eval()
     for p in f2.parameters():
         p.requires_grad_(False)
-    shadow.to(device).train()
-    opt = torch.optim.Adam(shadow.parameters(), lr=lr, eps=adam_eps, amsgrad=amsgrad)
-    n = len(images)
-    history = []
-    bar = progress(total=epochs * ((n + batch_size - 1) // batch_size), desc="shadow", unit="step")
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(f2(shadow(images[idx].to(device))), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            bar.update(1)
-        history.append(total / n)
-        if (epoch + 1) % halve_lr_every == 0:
-            for group in opt.param_groups:
-                group["lr"] /= 2.0
-    bar.close()
-    shadow.eval()
+    shadow.to(device)
+    history = fit_halving_lr(
+        shadow,
+        lambda idx: F.cross_entropy(f2(shadow(images[idx].to(device))), labels[idx].to(device)),
+        len(images),
+        epochs=epochs, batch_size=batch_size, lr=lr, adam_eps=adam_eps, amsgrad=amsgrad,
+        halve_lr_every=halve_lr_every, gen=gen, desc="shadow",
+    )  # fmt: skip
     for p in shadow.parameters():
         p.requires_grad_(False)
     return history
