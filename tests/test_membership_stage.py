@@ -146,3 +146,8 @@ def test_runs_record_their_access_level(tiny):
             m = store.read_manifest(n.directory(plan.results_dir))
             assert m["results"]["access"] == registry.get("mia", n.name).access
             assert json.loads(json.dumps(m["results"]))["queries"] > 0
+
+
+def test_scenarios_are_listed_by_number():
+    ids = ["ES10", "ES100", "ES02", "ES00", "ES9", "custom", "ES101", "ES11"]
+    assert report.scenario_order(ids) == ["ES00", "ES02", "ES9", "ES10", "ES11", "ES100", "ES101", "custom"]

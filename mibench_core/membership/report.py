@@ -190,6 +190,17 @@ def roc_figure(eval_dir: str, out: str, label: str, labels: dict[str, str]) -> N
     _savefig(fig, out)
 
 
+def scenario_order(ids) -> list[str]:
+    """Scenario ids in the generator's order: ``ES00`` (natural), ``ES01``, ..., ``ES09``, ``ES10``, ...,
+    ``ES100`` (by number, not as strings); ids without a number last, as strings."""
+
+    def key(sid: str):
+        digits = "".join(ch for ch in str(sid) if ch.isdigit())
+        return (0, int(digits), str(sid)) if digits else (1, 0, str(sid))
+
+    return sorted(ids, key=key)
+
+
 def heatmap(parquet: str, label: str, out: str) -> None:
     """Membership advantage, scenario x attack, for one target (``label`` = ``dataset.target.defense``)."""
     df = _load(parquet)
@@ -199,7 +210,8 @@ def heatmap(parquet: str, label: str, out: str) -> None:
     if len(sub) == 0:
         absent_figure(out, title, "no membership-inference rows for this target")
         return
-    piv = sub.pivot_table(index="scenario", columns="attack", values="advantage", aggfunc="first").sort_index()
+    piv = sub.pivot_table(index="scenario", columns="attack", values="advantage", aggfunc="first")
+    piv = piv.loc[scenario_order(piv.index)]
     desc = sub.drop_duplicates("scenario").set_index("scenario")
     names = []
     for sid in piv.index:
