@@ -121,3 +121,13 @@ def test_paper_tables_show_mean_and_interval_with_footnoted_missing_values(repli
     paper.defense_tables(str(tmp_path / "s.parquet"), str(tmp_path / "d.md"), str(tmp_path / "d.tex"))
     dmd = (tmp_path / "d.md").read_text()
     assert "| none | 90.0 ± 0.0 | gmi | 74.2 ± " in dmd and "|  |  | deepinversion | 60.0 [50.0, 65.0] |" in dmd
+
+
+def test_a_rows_replicate_is_the_plans_even_where_the_specs_carry_no_seed():
+    from mibench_core.report.aggregate import replicate_seed
+
+    keyed = [{"name": "gmi", "replicate": 2}, {"arch": "mcnn"}, {}]
+    plain = [{"name": "gmi"}, {"arch": "mcnn"}, {}]
+    assert replicate_seed({"replicate_seed": 0}, plain) == 0  # the config seed's replicate: the plain run
+    assert replicate_seed({"replicate_seed": None}, plain) is None  # no replicates
+    assert replicate_seed({}, keyed) == 2 and replicate_seed({}, plain) is None  # no plan: the specs say

@@ -62,11 +62,20 @@ def _manifest(folder: Path, what: str) -> dict:
     return store.read_manifest(folder)
 
 
+def replicate_seed(names: dict, specs: list[dict]) -> int | None:
+    """The replicate a row belongs to: the plan's (``names["replicate_seed"]``) where it says, else the
+    seed in the artifacts' specs. The replicate of the config's seed is the plain run, whose specs carry
+    no seed, so only the plan knows it is replicate 0."""
+    if "replicate_seed" in names:
+        return names["replicate_seed"]
+    return next((sp["replicate"] for sp in specs if "replicate" in sp), None)
+
+
 def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tuple[list[dict], list[dict]]:
     """Rows for both tables from the metric artifact folders of every run.
 
-    ``runs``: attack id -> {run, dataset, target, defense, prior, attack} labels of its row (the plan's;
-    without it, the labels the artifacts were first built under)."""
+    ``runs``: attack id -> {run, dataset, target, defense, prior, attack, replicate_seed} labels of its
+    row (the plan's; without it, the labels the artifacts were first built under)."""
     by_attack: dict[str, list[dict]] = {}
     for d in metric_dirs:
         store.check(d, "metrics")
@@ -96,7 +105,7 @@ def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tupl
         row: dict[str, Any] = {
             "run": label,
             "setting": f"{names['dataset']}.{names['target']}.{names['defense']}.{names['attack']}",
-            "replicate_seed": next((sp["replicate"] for sp in specs if "replicate" in sp), None),
+            "replicate_seed": replicate_seed(names, specs),
             "dataset": names["dataset"],
             "target": names["target"],
             "defense": names["defense"],

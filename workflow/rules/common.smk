@@ -60,7 +60,7 @@ def run_labels():
     """Attack id -> the labels of its table row, from this config (JSON): the aggregate's params.runs."""
     rows = {
         r.attack_id: dict(run=r.label, dataset=r.dataset, target=r.target, defense=r.defense, prior=r.prior,
-                          attack=r.attack)
+                          attack=r.attack, replicate_seed=r.replicate_seed)
         for r in PLAN.runs
     }
     return json.dumps(rows, sort_keys=True)
