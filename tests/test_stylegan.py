@@ -379,8 +379,9 @@ class _OversizedTensor:
         self.size, self.stride, self.offset = size, stride, offset
 
     def __reduce__(self):
-        storage = torch.zeros(4).storage()  # a TypedStorage as in NVIDIA pickles: 4 floats, pickled as torch.storage._load_from_bytes
-        return (torch._utils._rebuild_tensor_v2, (storage, self.offset, self.size, self.stride, False, collections.OrderedDict()))
+        storage = torch.zeros(4).storage()  # 4 floats, pickled through torch.storage._load_from_bytes
+        args = (storage, self.offset, self.size, self.stride, False, collections.OrderedDict())
+        return (torch._utils._rebuild_tensor_v2, args)
 
 
 @pytest.mark.parametrize(
