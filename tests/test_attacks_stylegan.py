@@ -127,6 +127,58 @@ def test_genetic_algorithm_keeps_the_best_fitness_non_decreasing():
     assert (gens == 0).all()
 
 
+def test_genetic_algorithm_scores_the_elite_again_every_generation():
+    # a noisy oracle: one lucky answer for an individual, every later answer its true 0.1
+    prior, gen = _box_prior(), torch.Generator().manual_seed(0)
+
+    def noisy(lucky):
+        calls = []
+
+        def fitness_fn(w, runs):
+            calls.append(len(w))
+            out = torch.full((len(w),), math.log(0.1))
+            if len(calls) == 1:
+                out[-1] = math.log(lucky)  # a child's lucky draw makes it the elite
+            return out
+
+        return fitness_fn, calls
+
+    pop = prior.clip_w(torch.randn(1, 5, 6, generator=gen))
+    fit0 = torch.full((1, 5), math.log(0.1))
+    fitness_fn, calls = noisy(0.5)
+    _, elite_fit, gens = mirror.genetic_algorithm(prior, pop.clone(), fit0.clone(), fitness_fn, 4, 0.1, 0.1, 1.0,
+                                                  0.95, gen)  # fmt: skip
+    # the lucky elite is scored again in the next generation: its 0.5 is not kept
+    assert gens.tolist() == [4] and calls == [5, 5, 5, 5]  # the whole population, elite included
+    assert elite_fit.item() == pytest.approx(math.log(0.1))
+    # as in the authors' code, a single answer at min_score stops the run (the final check is a new query)
+    fitness_fn, calls = noisy(0.99)
+    _, elite_fit, gens = mirror.genetic_algorithm(prior, pop.clone(), fit0.clone(), fitness_fn, 4, 0.1, 0.1, 1.0,
+                                                  0.95, gen)  # fmt: skip
+    assert gens.tolist() == [1] and calls == [5] and elite_fit.item() == pytest.approx(math.log(0.99))
+
+
+def test_mirror_generator_truncates_the_first_layers_and_clamps():
+    torch.manual_seed(0)
+    prior = _box_prior()
+    prior.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
+    w = torch.randn(3, 6) * 3
+    psi, layers = 0.7, 2
+    num_ws = prior.num_ws
+    assert num_ws > layers
+    ws = w[:, None].repeat(1, num_ws, 1)
+    ws[:, :layers] = prior.mapping.w_avg + psi * (w[:, None] - prior.mapping.w_avg)  # genforce's truncation
+    with torch.no_grad():
+        for p in prior.synthesis.parameters():
+            p.mul_(5.0)  # outputs well outside [-1, 1]
+        raw = prior.synthesis(ws, "const")
+        expected = prior.adapt(raw.clamp(-1, 1), 8, 1)
+        got = mirror.generate(prior, w, psi, layers, 8, 1)
+    assert raw.abs().max() > 1.0
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, prior.images(w, 8, 1).clamp(-1, 1), atol=1e-3)  # not G(w) itself
+
+
 def test_crossover_takes_more_genes_from_the_fitter_parent():
     gen = torch.Generator().manual_seed(0)
     pop = torch.stack([torch.zeros(4000), torch.ones(4000)]).unsqueeze(0)  # run 0: parent 0 zeros, parent 1 ones
@@ -278,8 +330,34 @@ def test_mirror_black_box_counts_the_queries_it_makes(tiny):
         root / "mirror-bb-count", "mirror-bb", data, target, priors["stylegan"],
         per_class=1, init_samples=20, population=4, generations=2, min_score=1.0,
     )  # fmt: skip
-    # 20 initial samples, 3 children per generation and run (3 runs, 2 generations), 3 final checks
-    assert manifest["results"]["queries"] == 20 + 3 * 3 * 2 + 3
+    # 20 initial samples, the population of 4 (elite and 3 children) per generation and run (3 runs,
+    # 2 generations), 3 final checks
+    assert manifest["results"]["queries"] == 20 + 3 * 4 * 2 + 3
+    # every reconstruction is the authors' clamped, truncated generator output of its latent
+    from mibench_core.priors import load_prior
+
+    prior = load_prior(priors["stylegan"], "cpu")
+    recon = load_reconstructions(out)
+    with torch.no_grad():
+        expected = mirror.generate(prior, recon["latents"], 0.7, 8, 16, 1)
+    assert torch.allclose(recon["images"], expected, atol=1e-5)
+
+
+def test_mirror_white_box_returns_the_truncated_clamped_image_of_its_latents(tiny):
+    from whitebox_tiny import run_attack_job
+
+    from mibench_core.priors import load_prior
+
+    root, data, target, priors = tiny
+    out, _ = run_attack_job(root / "mirror-wb-trunc", "mirror-wb", data, target, priors["stylegan"],
+                            per_class=1, init_samples=20, iterations=3, truncation_layers=3)  # fmt: skip
+    prior = load_prior(priors["stylegan"], "cpu")
+    recon = load_reconstructions(out)
+    with torch.no_grad():
+        expected = mirror.generate(prior, recon["latents"], 0.7, 3, 16, 1)
+        untruncated = prior.images(recon["latents"], 16, 1).clamp(-1, 1)
+    assert torch.allclose(recon["images"], expected, atol=1e-5)
+    assert not torch.allclose(recon["images"], untruncated, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["ppa", "mirror-wb", "mirror-bb", "if-gmi", "c2fmi", "vmi-flow"])

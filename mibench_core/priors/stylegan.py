@@ -669,6 +669,13 @@ class StyleGANPrior:
     def images(self, ws: torch.Tensor, resolution: int, channels: int, noise_mode: str = "const") -> torch.Tensor:
         return self.adapt(self.synthesis(self.broadcast(ws), noise_mode), resolution, channels)
 
+    def truncate(self, ws: torch.Tensor, psi: float, layers: int | None = None) -> torch.Tensor:
+        """W+ codes with the first ``layers`` style inputs (None: all) moved to ``w_avg + psi (w - w_avg)``."""
+        ws = self.broadcast(ws)
+        cut = ws.shape[1] if layers is None else min(int(layers), ws.shape[1])
+        w_avg = self.mapping.w_avg.to(ws.device, ws.dtype)
+        return torch.cat([w_avg.lerp(ws[:, :cut], psi), ws[:, cut:]], dim=1)
+
     # Mirror's P-space clipping -------------------------------------------------------------
 
     def p_bounds(self, k: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
