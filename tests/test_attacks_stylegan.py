@@ -242,6 +242,37 @@ def test_additive_flow_starts_at_the_prior():
     assert torch.allclose(logq, vmi.standard_normal_logp(eps))
 
 
+def test_layered_flow_feeds_one_base_sample_to_every_layer():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    prior = _box_prior()
+    n_cls, layers, n = 2, list(range(prior.num_ws)), 5
+    ctx = SimpleNamespace(prior=prior, classes=[0, 1], gen=torch.Generator().manual_seed(1), device="cpu",
+                          resolution=8, channels=1)  # fmt: skip
+    flow = vmi.BatchedFlow(n_cls * len(layers), 6, 2, 8, "additive", torch.Generator().manual_seed(2))
+    seen = {}
+    real = prior.images
+
+    def spy(ws, resolution, channels, noise_mode="const"):
+        seen["ws"] = ws.detach().clone()
+        return real(ws, resolution, channels, noise_mode)
+
+    prior.images = spy
+    with torch.no_grad():
+        x, kl = vmi.flow_images(ctx, flow, layers, n)
+    ws = seen["ws"]  # [C * n, num_ws, w_dim]
+    # at the start (identity couplings) every layer of a sample has the same w: a plain generator sample
+    assert torch.allclose(ws, ws[:, :1].expand_as(ws), atol=1e-6)
+    assert len(torch.unique(ws[:, 0], dim=0)) == n_cls * n  # samples differ from each other
+    assert torch.allclose(kl, torch.zeros(n_cls), atol=1e-5) and x.abs().max() <= 1.0
+    # the base sample is shared by the layers of a class only, and each flow's log q is its own
+    z, logq, eps = flow.sample(3, torch.Generator().manual_seed(3), shared=len(layers))
+    eps = eps.view(n_cls, len(layers), 3, 6)
+    assert torch.equal(eps, eps[:, :1].expand_as(eps)) and not torch.equal(eps[0, 0], eps[1, 0])
+    assert torch.allclose(logq, vmi.standard_normal_logp(eps.reshape(-1, 3, 6)))
+
+
 def test_gaussian_vmi_entry_is_unchanged():
     entry = registry.get("attack", "vmi")
     assert entry.call == "run_attack" and entry.priors == ("gmi-gan", "kedmi-gan")
