@@ -209,6 +209,40 @@ def test_de_fitness_and_mutants():
     assert grown.shape == (8, 5) and torch.equal(grown[:3], pop[0, :3])
 
 
+def test_c2fmi_inverse_network_input_transform_by_hand():
+    inv = c2fmi.InverseNet(4, 3, 16, top_k=3)
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0]])
+    # top 3: log p + 50 = 49.30685, 48.61371, 48.61371 (all >= 0: no shift); the 4th class stays 0
+    v = torch.tensor([50 + math.log(0.5), 50 + math.log(0.25), 50 + math.log(0.25), 0.0])
+    assert torch.allclose(inv.encode(p), (v / v.norm())[None], atol=1e-6)
+    # all classes: log 0 is floored at -1000, so 50 - 1000 = -950 is the minimum and everything shifts by 950
+    full = c2fmi.InverseNet(4, 3, 16)
+    v = torch.tensor([1000 + math.log(0.5), 1000 + math.log(0.25), 1000 + math.log(0.25), 0.0])
+    assert torch.allclose(full.encode(p), (v / v.norm())[None], atol=1e-6)
+    # the authors' predict2feature: K -> 4096 -> 4096 -> dropout 0.25 -> embedding
+    assert registry.get("attack", "c2fmi").defaults["inverse_hidden"] == 4096
+    layers = [m for m in c2fmi.InverseNet(4, 3, 4096).net]
+    kinds = [type(m).__name__ for m in layers]
+    assert kinds == ["Linear", "LeakyReLU", "Linear", "LeakyReLU", "Dropout", "Linear"]
+    assert (layers[0].in_features, layers[0].out_features, layers[2].out_features, layers[5].out_features) == (
+        4, 4096, 4096, 3)  # fmt: skip
+    assert layers[4].p == 0.25 and layers[1].negative_slope == 0.2
+
+
+def test_c2fmi_coarse_input_is_the_authors_vector():
+    gen = torch.Generator().manual_seed(0)
+    pred = c2fmi.coarse_prediction(torch.tensor([2, 0]), 5, gen)
+    assert torch.allclose(pred.norm(dim=1), torch.ones(2)) and pred[0, 2] == pytest.approx(1.0)
+    assert (pred[0, [0, 1, 3, 4]] > 0).all() and (pred[0, [0, 1, 3, 4]] < 1e-16).all()
+    enc = c2fmi.InverseNet(5, 3, 8).encode(pred)
+    # after the log transform: about 50 at the label, about 50 + log(1e-18 |n|) ~ 9 elsewhere: not one-hot
+    raw = enc[0] / enc[0, 2] * (50 + math.log(pred[0, 2].item()))
+    assert raw[2].item() == pytest.approx(50.0, abs=1e-3)
+    others = raw[[0, 1, 3, 4]]
+    assert torch.allclose(others, 50 + pred[0, [0, 1, 3, 4]].double().log().float(), atol=1e-3)
+    assert (others > 0).all() and (others < 15).all()
+
+
 # ------------------------------------------------------------------ VMI's flow posterior
 
 
@@ -351,6 +385,46 @@ def test_black_box_attacks_see_only_the_oracle_and_count_queries(tiny, monkeypat
     queries = manifest["results"]["queries"]
     assert queries > 0 and recon["queries"].sum().item() == pytest.approx(queries)
     assert (recon["queries"] > 0).all()
+
+
+@pytest.mark.parametrize("name,call,module,params", BLACK_BOX)
+def test_black_box_queries_are_valid_images(tiny, monkeypatch, name, call, module, params):
+    from whitebox_tiny import run_attack_job
+
+    from mibench_core.attacks import oracle as oracle_module
+
+    root, data, target, priors = tiny
+    seen = []
+    real_call = oracle_module.Oracle.__call__
+
+    def recording(self, x, slots=None):
+        seen.append(x.abs().max().item())
+        return real_call(self, x, slots)
+
+    real = getattr(module, call)
+
+    def loud_generator(ctx, **kw):  # a generator whose raw outputs leave [-1, 1]
+        synth = ctx.prior.generator.synthesis
+        forward = synth.forward
+        synth.forward = lambda *a, **k: 4.0 * forward(*a, **k)
+        return real(ctx, **kw)
+
+    monkeypatch.setattr(oracle_module.Oracle, "__call__", recording)
+    monkeypatch.setattr(module, call, loud_generator)
+    run_attack_job(root / f"{name}-valid", name, data, target, priors["stylegan"], per_class=2, **params)
+    assert seen and max(seen) <= 1.0
+
+
+def test_c2fmi_counts_the_queries_it_makes(tiny):
+    from whitebox_tiny import run_attack_job
+
+    root, data, target, priors = tiny
+    params = dict(BLACK_BOX[1][3])
+    out, manifest = run_attack_job(root / "c2fmi-count", "c2fmi", data, target, priors["stylegan"], per_class=2,
+                                   **params)  # fmt: skip
+    # 40 public images; per class (3): 4 coarse latents ranked, then per generation (3) the 5 parents
+    # queried again and 5 mutants
+    assert manifest["results"]["queries"] == 40 + 3 * (4 + 3 * (5 + 5))
 
 
 def test_mirror_black_box_counts_the_queries_it_makes(tiny):
