@@ -88,6 +88,37 @@ def test_l1_ball_projection_known_cases_and_against_bisection():
         ifgmi.project_l1_ball(v, 0.0)
 
 
+def test_ifgmi_defaults_are_the_authors_main_configs():
+    d = registry.get("attack", "if-gmi").defaults
+    # final-solution/IF-GMI configs/ffhq_facescrub/main-*.yaml
+    assert d["steps"] == [50, 10, 10, 10, 10, 10, 10, 10]
+    radii = [1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 8000.0]
+    assert d["radius_features"] == radii and d["radius_w"] == radii
+    assert (d["candidates"], d["search_space"], d["per_class"], d["batch_size"]) == (50, 2000, 50, 5)
+
+
+def test_ifgmi_runs_ppas_selection_code(tiny, monkeypatch):
+    from whitebox_tiny import run_attack_job
+
+    root, data, target, priors = tiny
+    calls = []
+    real_initial, real_final = ppa.initial_selection, ppa.select_final
+
+    def initial(*a, **k):
+        calls.append("initial")
+        return real_initial(*a, **k)
+
+    def final(*a, **k):
+        calls.append("final")
+        return real_final(*a, **k)
+
+    monkeypatch.setattr(ppa, "initial_selection", initial)
+    monkeypatch.setattr(ppa, "select_final", final)
+    params = dict(WHITE_BOX[2][2])
+    run_attack_job(root / "if-gmi-ppa", "if-gmi", data, target, priors["stylegan"], per_class=2, **params)
+    assert calls == ["initial", "final"]
+
+
 # ------------------------------------------------------------------ Mirror's genetic algorithm
 
 
