@@ -51,7 +51,9 @@ epochs of 10,000 samples at batch 64). On a DCGAN prior (``gmi-gan``,
 the paper's Glow flow is multi-scale (``L`` = 3 levels) and runs in float64;
 ours is single-scale in float32, and each layer's KL is estimated on the
 samples of the attack term (the authors draw a separate batch for each
-layer's flow).
+layer's flow). All our flows share their fixed permutations and start as
+the same map (zero-initialised couplings), so the layers of a sample start
+with one w exactly; the authors initialise each layer's flow on its own.
 """
 
 from __future__ import annotations
