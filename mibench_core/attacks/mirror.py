@@ -14,8 +14,9 @@ makes, scores or returns is G(w') clamped to the valid pixel range, where
 w' is w broadcast to the style inputs with the first ``truncation_layers``
 (8) truncated towards the mean w with ``truncation_psi`` (0.7) (genforce's
 ``truncation(w, trunc_psi, trunc_layers)`` inside every forward; their
-``postprocess`` clamps to [0, 1], ours to [-1, 1]). The search variable,
-its P-space clipping and the stored latents are the untruncated w.
+``postprocess`` clamps to [0, 1], ours to [-1, 1]; constant noise, their
+``randomize_noise=False``). The search variable, its P-space clipping and
+the stored latents are the untruncated w.
 
 White-box (``mirror-wb``), as the authors' ``my_mirror.py``:
 
@@ -42,7 +43,9 @@ new population, elite included, is queried (the authors re-score the whole
 population every generation), so under a stochastic output defense
 (``noise``) a lucky answer is drawn again rather than kept. It stops after
 ``generations`` (100) or when the elite's confidence reaches ``min_score``
-(0.95). The elite is the reconstruction.
+(0.95); as in the authors' code one answer at ``min_score`` stops a run,
+even a lucky one under ``noise`` (``target_success`` is a new query). The
+elite is the reconstruction.
 
 Deviations and choices:
 

@@ -27,7 +27,10 @@ this module or to torch's own tensor rebuilding:
 
 Any other global (``os.system``, ``builtins.eval``, a torch module class,
 ...) raises :class:`UnsafePickleError` naming it, before anything is
-called. :func:`read_networks` then walks the stand-ins of ``G_ema`` (and
+called. A tensor record whose size, stride and offset reach past its
+storage is refused too (torch would grow the storage to fit, so a small
+file could make the reader allocate any amount of memory).
+:func:`read_networks` then walks the stand-ins of ``G_ema`` (and
 ``D``), collects their parameters and buffers under their dotted names
 (NVIDIA's ``state_dict`` names), checks the architecture recorded in the
 constructor arguments, and loads them into
