@@ -88,6 +88,37 @@ def test_l1_ball_projection_known_cases_and_against_bisection():
         ifgmi.project_l1_ball(v, 0.0)
 
 
+def test_ifgmi_defaults_are_the_authors_main_configs():
+    d = registry.get("attack", "if-gmi").defaults
+    # final-solution/IF-GMI configs/ffhq_facescrub/main-*.yaml
+    assert d["steps"] == [50, 10, 10, 10, 10, 10, 10, 10]
+    radii = [1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 8000.0]
+    assert d["radius_features"] == radii and d["radius_w"] == radii
+    assert (d["candidates"], d["search_space"], d["per_class"], d["batch_size"]) == (50, 2000, 50, 5)
+
+
+def test_ifgmi_runs_ppas_selection_code(tiny, monkeypatch):
+    from whitebox_tiny import run_attack_job
+
+    root, data, target, priors = tiny
+    calls = []
+    real_initial, real_final = ppa.initial_selection, ppa.select_final
+
+    def initial(*a, **k):
+        calls.append("initial")
+        return real_initial(*a, **k)
+
+    def final(*a, **k):
+        calls.append("final")
+        return real_final(*a, **k)
+
+    monkeypatch.setattr(ppa, "initial_selection", initial)
+    monkeypatch.setattr(ppa, "select_final", final)
+    params = dict(WHITE_BOX[2][2])
+    run_attack_job(root / "if-gmi-ppa", "if-gmi", data, target, priors["stylegan"], per_class=2, **params)
+    assert calls == ["initial", "final"]
+
+
 # ------------------------------------------------------------------ Mirror's genetic algorithm
 
 
@@ -127,6 +158,58 @@ def test_genetic_algorithm_keeps_the_best_fitness_non_decreasing():
     assert (gens == 0).all()
 
 
+def test_genetic_algorithm_scores_the_elite_again_every_generation():
+    # a noisy oracle: one lucky answer for an individual, every later answer its true 0.1
+    prior, gen = _box_prior(), torch.Generator().manual_seed(0)
+
+    def noisy(lucky):
+        calls = []
+
+        def fitness_fn(w, runs):
+            calls.append(len(w))
+            out = torch.full((len(w),), math.log(0.1))
+            if len(calls) == 1:
+                out[-1] = math.log(lucky)  # a child's lucky draw makes it the elite
+            return out
+
+        return fitness_fn, calls
+
+    pop = prior.clip_w(torch.randn(1, 5, 6, generator=gen))
+    fit0 = torch.full((1, 5), math.log(0.1))
+    fitness_fn, calls = noisy(0.5)
+    _, elite_fit, gens = mirror.genetic_algorithm(prior, pop.clone(), fit0.clone(), fitness_fn, 4, 0.1, 0.1, 1.0,
+                                                  0.95, gen)  # fmt: skip
+    # the lucky elite is scored again in the next generation: its 0.5 is not kept
+    assert gens.tolist() == [4] and calls == [5, 5, 5, 5]  # the whole population, elite included
+    assert elite_fit.item() == pytest.approx(math.log(0.1))
+    # as in the authors' code, a single answer at min_score stops the run (the final check is a new query)
+    fitness_fn, calls = noisy(0.99)
+    _, elite_fit, gens = mirror.genetic_algorithm(prior, pop.clone(), fit0.clone(), fitness_fn, 4, 0.1, 0.1, 1.0,
+                                                  0.95, gen)  # fmt: skip
+    assert gens.tolist() == [1] and calls == [5] and elite_fit.item() == pytest.approx(math.log(0.99))
+
+
+def test_mirror_generator_truncates_the_first_layers_and_clamps():
+    torch.manual_seed(0)
+    prior = _box_prior()
+    prior.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
+    w = torch.randn(3, 6) * 3
+    psi, layers = 0.7, 2
+    num_ws = prior.num_ws
+    assert num_ws > layers
+    ws = w[:, None].repeat(1, num_ws, 1)
+    ws[:, :layers] = prior.mapping.w_avg + psi * (w[:, None] - prior.mapping.w_avg)  # genforce's truncation
+    with torch.no_grad():
+        for p in prior.synthesis.parameters():
+            p.mul_(5.0)  # outputs well outside [-1, 1]
+        raw = prior.synthesis(ws, "const")
+        expected = prior.adapt(raw.clamp(-1, 1), 8, 1)
+        got = mirror.generate(prior, w, psi, layers, 8, 1)
+    assert raw.abs().max() > 1.0
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, prior.images(w, 8, 1).clamp(-1, 1), atol=1e-3)  # not G(w) itself
+
+
 def test_crossover_takes_more_genes_from_the_fitter_parent():
     gen = torch.Generator().manual_seed(0)
     pop = torch.stack([torch.zeros(4000), torch.ones(4000)]).unsqueeze(0)  # run 0: parent 0 zeros, parent 1 ones
@@ -155,6 +238,40 @@ def test_de_fitness_and_mutants():
     assert torch.allclose(pulled, 0.5 * pop)
     grown = c2fmi.extend_population(pop[0, :3], 8, lambda: torch.zeros(5), gen)
     assert grown.shape == (8, 5) and torch.equal(grown[:3], pop[0, :3])
+
+
+def test_c2fmi_inverse_network_input_transform_by_hand():
+    inv = c2fmi.InverseNet(4, 3, 16, top_k=3)
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0]])
+    # top 3: log p + 50 = 49.30685, 48.61371, 48.61371 (all >= 0: no shift); the 4th class stays 0
+    v = torch.tensor([50 + math.log(0.5), 50 + math.log(0.25), 50 + math.log(0.25), 0.0])
+    assert torch.allclose(inv.encode(p), (v / v.norm())[None], atol=1e-6)
+    # all classes: log 0 is floored at -1000, so 50 - 1000 = -950 is the minimum and everything shifts by 950
+    full = c2fmi.InverseNet(4, 3, 16)
+    v = torch.tensor([1000 + math.log(0.5), 1000 + math.log(0.25), 1000 + math.log(0.25), 0.0])
+    assert torch.allclose(full.encode(p), (v / v.norm())[None], atol=1e-6)
+    # the authors' predict2feature: K -> 4096 -> 4096 -> dropout 0.25 -> embedding
+    assert registry.get("attack", "c2fmi").defaults["inverse_hidden"] == 4096
+    layers = [m for m in c2fmi.InverseNet(4, 3, 4096).net]
+    kinds = [type(m).__name__ for m in layers]
+    assert kinds == ["Linear", "LeakyReLU", "Linear", "LeakyReLU", "Dropout", "Linear"]
+    assert (layers[0].in_features, layers[0].out_features, layers[2].out_features, layers[5].out_features) == (
+        4, 4096, 4096, 3)  # fmt: skip
+    assert layers[4].p == 0.25 and layers[1].negative_slope == 0.2
+
+
+def test_c2fmi_coarse_input_is_the_authors_vector():
+    gen = torch.Generator().manual_seed(0)
+    pred = c2fmi.coarse_prediction(torch.tensor([2, 0]), 5, gen)
+    assert torch.allclose(pred.norm(dim=1), torch.ones(2)) and pred[0, 2] == pytest.approx(1.0)
+    assert (pred[0, [0, 1, 3, 4]] > 0).all() and (pred[0, [0, 1, 3, 4]] < 1e-16).all()
+    enc = c2fmi.InverseNet(5, 3, 8).encode(pred)
+    # after the log transform: about 50 at the label, about 50 + log(1e-18 |n|) ~ 9 elsewhere: not one-hot
+    raw = enc[0] / enc[0, 2] * (50 + math.log(pred[0, 2].item()))
+    assert raw[2].item() == pytest.approx(50.0, abs=1e-3)
+    others = raw[[0, 1, 3, 4]]
+    assert torch.allclose(others, 50 + pred[0, [0, 1, 3, 4]].double().log().float(), atol=1e-3)
+    assert (others > 0).all() and (others < 15).all()
 
 
 # ------------------------------------------------------------------ VMI's flow posterior
@@ -188,6 +305,37 @@ def test_additive_flow_starts_at_the_prior():
     assert torch.equal(z.sort(-1).values, eps.sort(-1).values)
     assert torch.allclose(vmi.flow_kl(logq, z), torch.zeros(3), atol=1e-6)
     assert torch.allclose(logq, vmi.standard_normal_logp(eps))
+
+
+def test_layered_flow_feeds_one_base_sample_to_every_layer():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    prior = _box_prior()
+    n_cls, layers, n = 2, list(range(prior.num_ws)), 5
+    ctx = SimpleNamespace(prior=prior, classes=[0, 1], gen=torch.Generator().manual_seed(1), device="cpu",
+                          resolution=8, channels=1)  # fmt: skip
+    flow = vmi.BatchedFlow(n_cls * len(layers), 6, 2, 8, "additive", torch.Generator().manual_seed(2))
+    seen = {}
+    real = prior.images
+
+    def spy(ws, resolution, channels, noise_mode="const"):
+        seen["ws"] = ws.detach().clone()
+        return real(ws, resolution, channels, noise_mode)
+
+    prior.images = spy
+    with torch.no_grad():
+        x, kl = vmi.flow_images(ctx, flow, layers, n)
+    ws = seen["ws"]  # [C * n, num_ws, w_dim]
+    # at the start (identity couplings) every layer of a sample has the same w: a plain generator sample
+    assert torch.allclose(ws, ws[:, :1].expand_as(ws), atol=1e-6)
+    assert len(torch.unique(ws[:, 0], dim=0)) == n_cls * n  # samples differ from each other
+    assert torch.allclose(kl, torch.zeros(n_cls), atol=1e-5) and x.abs().max() <= 1.0
+    # the base sample is shared by the layers of a class only, and each flow's log q is its own
+    z, logq, eps = flow.sample(3, torch.Generator().manual_seed(3), shared=len(layers))
+    eps = eps.view(n_cls, len(layers), 3, 6)
+    assert torch.equal(eps, eps[:, :1].expand_as(eps)) and not torch.equal(eps[0, 0], eps[1, 0])
+    assert torch.allclose(logq, vmi.standard_normal_logp(eps.reshape(-1, 3, 6)))
 
 
 def test_gaussian_vmi_entry_is_unchanged():
@@ -270,6 +418,46 @@ def test_black_box_attacks_see_only_the_oracle_and_count_queries(tiny, monkeypat
     assert (recon["queries"] > 0).all()
 
 
+@pytest.mark.parametrize("name,call,module,params", BLACK_BOX)
+def test_black_box_queries_are_valid_images(tiny, monkeypatch, name, call, module, params):
+    from whitebox_tiny import run_attack_job
+
+    from mibench_core.attacks import oracle as oracle_module
+
+    root, data, target, priors = tiny
+    seen = []
+    real_call = oracle_module.Oracle.__call__
+
+    def recording(self, x, slots=None):
+        seen.append(x.abs().max().item())
+        return real_call(self, x, slots)
+
+    real = getattr(module, call)
+
+    def loud_generator(ctx, **kw):  # a generator whose raw outputs leave [-1, 1]
+        synth = ctx.prior.generator.synthesis
+        forward = synth.forward
+        synth.forward = lambda *a, **k: 4.0 * forward(*a, **k)
+        return real(ctx, **kw)
+
+    monkeypatch.setattr(oracle_module.Oracle, "__call__", recording)
+    monkeypatch.setattr(module, call, loud_generator)
+    run_attack_job(root / f"{name}-valid", name, data, target, priors["stylegan"], per_class=2, **params)
+    assert seen and max(seen) <= 1.0
+
+
+def test_c2fmi_counts_the_queries_it_makes(tiny):
+    from whitebox_tiny import run_attack_job
+
+    root, data, target, priors = tiny
+    params = dict(BLACK_BOX[1][3])
+    out, manifest = run_attack_job(root / "c2fmi-count", "c2fmi", data, target, priors["stylegan"], per_class=2,
+                                   **params)  # fmt: skip
+    # 40 public images; per class (3): 4 coarse latents ranked, then per generation (3) the 5 parents
+    # queried again and 5 mutants
+    assert manifest["results"]["queries"] == 40 + 3 * (4 + 3 * (5 + 5))
+
+
 def test_mirror_black_box_counts_the_queries_it_makes(tiny):
     from whitebox_tiny import run_attack_job
 
@@ -278,8 +466,34 @@ def test_mirror_black_box_counts_the_queries_it_makes(tiny):
         root / "mirror-bb-count", "mirror-bb", data, target, priors["stylegan"],
         per_class=1, init_samples=20, population=4, generations=2, min_score=1.0,
     )  # fmt: skip
-    # 20 initial samples, 3 children per generation and run (3 runs, 2 generations), 3 final checks
-    assert manifest["results"]["queries"] == 20 + 3 * 3 * 2 + 3
+    # 20 initial samples, the population of 4 (elite and 3 children) per generation and run (3 runs,
+    # 2 generations), 3 final checks
+    assert manifest["results"]["queries"] == 20 + 3 * 4 * 2 + 3
+    # every reconstruction is the authors' clamped, truncated generator output of its latent
+    from mibench_core.priors import load_prior
+
+    prior = load_prior(priors["stylegan"], "cpu")
+    recon = load_reconstructions(out)
+    with torch.no_grad():
+        expected = mirror.generate(prior, recon["latents"], 0.7, 8, 16, 1)
+    assert torch.allclose(recon["images"], expected, atol=1e-5)
+
+
+def test_mirror_white_box_returns_the_truncated_clamped_image_of_its_latents(tiny):
+    from whitebox_tiny import run_attack_job
+
+    from mibench_core.priors import load_prior
+
+    root, data, target, priors = tiny
+    out, _ = run_attack_job(root / "mirror-wb-trunc", "mirror-wb", data, target, priors["stylegan"],
+                            per_class=1, init_samples=20, iterations=3, truncation_layers=3)  # fmt: skip
+    prior = load_prior(priors["stylegan"], "cpu")
+    recon = load_reconstructions(out)
+    with torch.no_grad():
+        expected = mirror.generate(prior, recon["latents"], 0.7, 3, 16, 1)
+        untruncated = prior.images(recon["latents"], 16, 1).clamp(-1, 1)
+    assert torch.allclose(recon["images"], expected, atol=1e-5)
+    assert not torch.allclose(recon["images"], untruncated, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["ppa", "mirror-wb", "mirror-bb", "if-gmi", "c2fmi", "vmi-flow"])

@@ -370,3 +370,34 @@ def test_cli_converts_a_verified_pickle_and_the_pretrained_prior_loads_it(tmp_pa
     bad = dict(job["spec"]["params"], weights_file=str(out), sha256="1" * 64)
     with pytest.raises(Exception, match="does not match"):
         stylegan2_ada.train_prior(dict(job, spec={"params": bad}))
+
+
+class _OversizedTensor:
+    """A tensor record declaring more elements than its storage holds."""
+
+    def __init__(self, size, stride=(1,), offset=0):
+        self.size, self.stride, self.offset = size, stride, offset
+
+    def __reduce__(self):
+        storage = torch.zeros(4).storage()  # 4 floats, pickled through torch.storage._load_from_bytes
+        args = (storage, self.offset, self.size, self.stride, False, collections.OrderedDict())
+        return (torch._utils._rebuild_tensor_v2, args)
+
+
+@pytest.mark.parametrize(
+    "size,stride,offset",
+    [((1048576,), (1,), 0), ((2, 2), (2, 1), 1), ((3,), (2,), 0), ((1,), (1,), 4), ((2,), (-1,), 1)],
+)
+def test_a_tensor_record_larger_than_its_storage_is_refused(tmp_path, size, stride, offset):
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _OversizedTensor(size, stride, offset)}, protocol=3))
+    with pytest.raises(stylegan_pickle.UnsafePickleError, match="storage"):
+        stylegan_pickle.load_restricted(path)
+
+
+@pytest.mark.parametrize("size,stride,offset", [((4,), (1,), 0), ((2, 2), (2, 1), 0), ((2,), (2,), 1), ((0,), (1,), 9)])
+def test_a_tensor_record_within_its_storage_loads(tmp_path, size, stride, offset):
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _OversizedTensor(size, stride, offset)}, protocol=3))
+    t = stylegan_pickle.load_restricted(path)["G_ema"]
+    assert tuple(t.shape) == size and t.untyped_storage().nbytes() == 16  # the storage was not grown

@@ -9,15 +9,25 @@ on a StyleGAN prior, in three steps as the authors' code:
    trained with MSE on public images x: ``Inv(oracle(x)) ~ E(x)``
    (``inverse_samples`` public images, each one query; ``inverse_epochs``
    (20), Adam ``inverse_lr`` (0.001), batch 128, the lr x0.8 every 2
-   epochs; ``inverse_top_k`` keeps only the k largest probabilities of the
-   input, null: all).
+   epochs). ``Inv`` is the authors' ``predict2feature``
+   (``C2FMI/code/models/predict2feature.py`` in
+   ffhibnese/Model-Inversion-Attack-ToolBox; MiLabHITSZ/2022YeC2FMI
+   ``train_inv.py``): it keeps the ``inverse_top_k`` largest probabilities
+   (null: all classes, the authors' ``predict2feature(tar_classes,
+   tar_classes)``), maps each to ``max(log p, -1000) + 50``, shifts them to
+   be non-negative (adds ``relu(-min)``), puts them back at their classes
+   (zeros elsewhere), L2-normalises the vector, then applies
+   Linear(K, ``inverse_hidden`` (4096)) - LeakyReLU(0.2) - Linear(4096,
+   4096) - LeakyReLU(0.2) - Dropout(0.25) - Linear(4096, E's dimension).
 2. Coarse inversion, white-box on the attacker's own models (E and G, not
    the target): per class, ``coarse_batch`` (16) w's, each initialised to
    the mean of two random mapped w, are optimised with Adam (``coarse_lr``
    0.02, x0.95 every 20 steps) for ``coarse_steps`` (20) steps to minimise
-   ``MSE(E(G(w)), Inv(e_y))``, e_y the one-hot vector of class y (the
-   authors feed a normalised vector with 1e18 at y and |N(0, 1)| elsewhere:
-   numerically e_y).
+   ``MSE(E(G(w)), Inv(v_y))``, where v_y is drawn afresh every step as the
+   authors' ``main_attack.py`` does: |N(0, 1)| in every class, 1e18 at y,
+   L2-normalised (after Inv's log transform, about 50 at y and 9 elsewhere,
+   not a one-hot vector). Images are clamped to [-1, 1] before E and before
+   every query, as the authors' ``resize_img_gen_shape``.
 3. Fine search: differential evolution in W (the authors' ``DE_c2b_5_bin2``)
    through the oracle. The ``top_coarse`` (10) coarse latents the target is
    most confident about are extended to ``popsize`` (32) individuals by
@@ -28,7 +38,9 @@ on a StyleGAN prior, in three steps as the authors' code:
    decaying linearly as 0.1 (G - g) / 50 over the last 30 of ``generations``
    (500)), a binomial crossover with the parent (each dimension from the
    mutant with probability ``crossover`` 0.5), and replaces the parent when
-   its fitness is higher. Fitness is the target's probability of y when y
+   its fitness is higher. Parents are queried again every generation (the
+   authors' ``cal_fitness(self.pop)``), so under a stochastic output defense
+   (``noise``) a lucky answer is not kept. Fitness is the target's probability of y when y
    is among the ``fitness_top_m`` most likely classes, else minus the sum of
    those probabilities (null: all classes, i.e. p_y). The reconstructions are
    the ``per_class`` fittest individuals of the final population.
@@ -38,14 +50,15 @@ trained on another labelled public data set (CASIA-WebFace); our public
 split is unlabelled, so E is the StyleGAN prior's discriminator, also
 trained on the public split only, and the embedding is its 4x4 features
 entering the epilogue (flattened; independent of the batch, unlike the
-minibatch-std output). ``Inv`` is a 3-layer MLP of width
-``inverse_hidden`` (the authors' architecture file is not public). Parent
-fitness is cached between generations instead of re-queried (the authors'
-code queries every parent again each generation; the search is the same).
+minibatch-std output), whose width sets ``Inv``'s output. The
+reconstructions are the ``per_class`` fittest of the final population by
+their last answers (the authors keep the first individuals of the
+population). All classes are attacked in one batch (the authors run one
+class at a time).
 
 Queries: the inverse network's training set, one ranking query per coarse
-latent, the initial population and one query per mutant per generation;
-each class's queries are split evenly over its reconstructions.
+latent, and per generation one query per parent and one per mutant; each
+class's queries are split evenly over its reconstructions.
 """
 
 from __future__ import annotations
@@ -55,7 +68,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mibench_core.attacks.contract import AttackContext, AttackResult
-from mibench_core.attacks.oracle import truncate_top_k
 from mibench_core.data.common import to_model_range
 from mibench_core.priors.common import public_subset
 from mibench_core.runtime import progress
@@ -71,7 +83,7 @@ METHODS = [
             "per_class": 8,
             "inverse_samples": None,
             "inverse_top_k": None,
-            "inverse_hidden": 1024,
+            "inverse_hidden": 4096,
             "inverse_epochs": 20,
             "inverse_lr": 0.001,
             "inverse_batch_size": 128,
@@ -114,20 +126,36 @@ METHODS = [
 
 
 class InverseNet(nn.Module):
-    """Probability vector -> embedding (a 3-layer MLP)."""
+    """Probability vector -> embedding: the authors' ``predict2feature`` (module docstring)."""
 
-    def __init__(self, num_classes: int, out_dim: int, hidden: int):
+    def __init__(self, num_classes: int, out_dim: int, hidden: int, top_k: int | None = None):
         super().__init__()
+        self.top_k = num_classes if top_k is None else min(int(top_k), num_classes)
         self.net = nn.Sequential(
             nn.Linear(num_classes, hidden),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden, hidden),
             nn.LeakyReLU(0.2),
+            nn.Dropout(0.25),
             nn.Linear(hidden, out_dim),
         )
 
+    def encode(self, p: torch.Tensor) -> torch.Tensor:
+        """Top-k probabilities -> max(log p, -1000) + 50, shifted to >= 0, scattered back, L2-normalised."""
+        top, idx = p.topk(self.top_k, dim=1)
+        top = top.log().clamp(min=-1000.0) + 50.0
+        top = top + F.relu(-top.min(1, keepdim=True).values)
+        return F.normalize(torch.zeros_like(p).scatter(1, idx, top), dim=1)
+
     def forward(self, p: torch.Tensor) -> torch.Tensor:
-        return self.net(p)
+        return self.net(self.encode(p))
+
+
+def coarse_prediction(labels: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:
+    """The authors' coarse-stage input: |N(0, 1)| per class, 1e18 at the label, L2-normalised."""
+    pred = torch.randn(len(labels), num_classes, generator=gen).abs().to(labels.device)
+    pred[torch.arange(len(labels), device=labels.device), labels] = 1e18
+    return F.normalize(pred, dim=1)
 
 
 def train_inverse(
@@ -146,11 +174,10 @@ def train_inverse(
     with torch.no_grad():
         for i in range(0, len(public), 512):
             x = to_model_range(public[i : i + 512]).to(ctx.device)
-            p = ctx.oracle(x)
-            probs.append(truncate_top_k(p, top_k) if top_k else p)
+            probs.append(ctx.oracle(x))
             feats.append(embed(x))
     probs, feats = torch.cat(probs), torch.cat(feats)
-    inv = InverseNet(probs.shape[1], feats.shape[1], hidden).to(ctx.device)
+    inv = InverseNet(probs.shape[1], feats.shape[1], hidden, top_k).to(ctx.device).train()
     opt = torch.optim.Adam(inv.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.8)
     losses = []
@@ -240,8 +267,8 @@ def run_attack(
     D = prior.discriminator
     n_cls, dev = len(ctx.classes), ctx.device
 
-    def images(w):
-        return prior.images(w, ctx.resolution, ctx.channels)
+    def images(w):  # valid images: clamped after resizing (the authors' resize_img_gen_shape)
+        return prior.images(w, ctx.resolution, ctx.channels).clamp(-1, 1)
 
     def embed(x):  # E on target-sized images: back to the generator's resolution and channels
         g = prior.synthesis.img_resolution
@@ -260,13 +287,12 @@ def run_attack(
         return prior.sample_ws(k * n, ctx.gen, dev)[:, 0].view(n, k, -1).mean(1)
 
     y_coarse = torch.tensor(ctx.classes, device=dev).repeat_interleave(coarse_batch)
-    with torch.no_grad():
-        onehot = F.one_hot(y_coarse, ctx.num_classes).float()
-        goal = inv(truncate_top_k(onehot, inverse_top_k) if inverse_top_k else onehot)
     w = mean_of_random_w(2, len(y_coarse)).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=coarse_lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.95)
     for _ in progress(range(coarse_steps), desc="c2fmi coarse", unit="step"):
+        with torch.no_grad():
+            goal = inv(coarse_prediction(y_coarse, ctx.num_classes, ctx.gen))
         loss = F.mse_loss(embed(images(w)), goal)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -296,10 +322,10 @@ def run_attack(
         top = w.view(n_cls, coarse_batch, -1)[c][coarse_fit[c].topk(top_coarse).indices]
         pops.append(extend_population(top, popsize, lambda: mean_of_random_w(3, 1)[0], ctx.gen))
     pop = torch.stack(pops)
-    fit, top1 = fitness(pop)
     history = []
     for g in progress(range(generations), desc="c2fmi DE", unit="gen"):
         b = beta if g < generations - 30 else beta * (generations - g) / 50
+        fit, top1 = fitness(pop)  # the parents, queried again every generation
         best = pop[torch.arange(n_cls), fit.argmax(1)]
         children = de_mutants(pop, best, b, nv, best_weight, crossover, ctx.gen)
         child_fit, child_top1 = fitness(children)
@@ -307,10 +333,12 @@ def run_attack(
         pop = torch.where(better[..., None], children, pop)
         fit, top1 = torch.where(better, child_fit, fit), torch.where(better, child_top1, top1)
         history.append(fit.max(1).values.mean().item())
+    if not generations:
+        fit, top1 = fitness(pop)
     order = fit.argsort(dim=1, descending=True)[:, :per_class]
     final = pop[torch.arange(n_cls)[:, None], order].reshape(n_cls * per_class, -1)
     with torch.no_grad():
-        out = images(final).clamp(-1, 1)
+        out = images(final)
     labels = torch.tensor(ctx.classes).repeat_interleave(per_class)
     final_fit = fit.gather(1, order).reshape(-1).cpu()
     info.update(

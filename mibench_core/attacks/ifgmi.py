@@ -2,12 +2,13 @@
 Look at GAN Priors: Exploiting Intermediate Features for Enhanced Model
 Inversion Attacks", ECCV 2024).
 
-White-box, on a StyleGAN prior. PPA's initial selection (``search_space``
-(5,000) truncated w, the ``candidates`` (200) best per class), then the
-generator G = G_L o ... o G_1 (its synthesis blocks) is searched stage by
-stage, ``len(steps)`` stages with ``steps[s]`` Adam iterations each (the
-authors' ``[70, 60, 50, 40]``; ``lr`` 0.005, betas (0.1, 0.1), a new
-optimiser per stage):
+White-box, on a StyleGAN prior. IF-GMI runs PPA's initial selection
+itself (:func:`mibench_core.attacks.ppa.initial_selection`:
+``search_space`` (2,000) truncated w, the ``candidates`` (50) best per
+class; it does not start from a PPA run's result), then the generator
+G = G_L o ... o G_1 (its synthesis blocks) is searched stage by stage,
+``len(steps)`` stages with ``steps[s]`` Adam iterations each (``lr`` 0.005,
+betas (0.1, 0.1), a new optimiser per stage):
 
 * stage 0 optimises the single w (PPA's search);
 * stage s >= 1 optimises the features entering block s (the output of block
@@ -23,8 +24,18 @@ optimiser per stage):
   ``crop_scale``).
 
 The final images (from the last stage's features and w) go through PPA's
-final selection: the ``per_class`` (50) with the highest mean confidence
-over ``final_iterations`` (100) random transforms.
+final selection (:func:`mibench_core.attacks.ppa.select_final`): the
+``per_class`` (50) with the highest mean confidence over
+``final_iterations`` (100) random transforms.
+
+Defaults are the authors' main experiments (final-solution/IF-GMI,
+``configs/ffhq_facescrub/main-resnet.yaml`` and the other ``main-*.yaml``):
+50 candidates of 2,000 per class, all 50 kept, batch 5, ``steps``
+``[50, 10, 10, 10, 10, 10, 10, 10]`` (stage 0 in W, then seven blocks) with
+L1 radii ``[1000, 2000, 3000, 4000, 5000, 6000, 8000, 8000]`` for the
+features and for w (the stage-0 feature radius is unused). Their
+development config (``configs/intermediate.yaml``) uses ``[70, 60, 50, 40]``
+on CelebA, the quick-start ``configs/example.yaml`` ``[50, 10, 10, 10]``.
 
 Deviations: the authors' code restarts the generator's skip RGB sum at the
 resumed block (the lower blocks' toRGB contributions are dropped); we carry
@@ -32,15 +43,18 @@ that partial image unchanged from the previous stage, so a zero deviation
 reproduces the previous stage's image exactly. The radii are absolute L1
 norms over the whole feature map; the defaults are the authors' (for
 FFHQ 1024: 512x4x4 features at stage 1), the CPU default scales them by
-the ratio of feature dimensions (config/README.md).
+the ratio of feature dimensions (config/README.md). There is at most one
+stage per synthesis block: the CPU default's 32 px generator has 4 blocks
+and runs the main configs' first four stages, ``[50, 10, 10, 10]``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from mibench_core.attacks import ppa
 from mibench_core.attacks.contract import AttackContext, AttackResult
-from mibench_core.attacks.ppa import attack_transform, final_selection, initial_selection, poincare_loss
+from mibench_core.attacks.ppa import attack_transform, poincare_loss
 from mibench_core.attacks.summary import summarise
 from mibench_core.runtime import progress
 
@@ -53,14 +67,14 @@ METHODS = [
         "intermediate features within L1 balls",
         "defaults": {
             "per_class": 50,
-            "candidates": 200,
-            "search_space": 5000,
+            "candidates": 50,
+            "search_space": 2000,
             "truncation_psi": 0.5,
             "truncation_cutoff": 8,
             "candidate_flip": True,
-            "steps": [70, 60, 50, 40],
-            "radius_features": [500.0, 600.0, 700.0, 800.0],
-            "radius_w": [150.0, 150.0, 150.0, 150.0],
+            "steps": [50, 10, 10, 10, 10, 10, 10, 10],
+            "radius_features": [1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 8000.0],
+            "radius_w": [1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 8000.0],
             "lr": 0.005,
             "beta1": 0.1,
             "beta2": 0.1,
@@ -185,8 +199,7 @@ def run_attack(
         raise ValueError("steps, radius_features and radius_w must have one entry per stage")
     if per_class > candidates:
         raise ValueError(f"per_class ({per_class}) must not exceed candidates ({candidates})")
-    T = ctx.target
-    ws, y = initial_selection(ctx, search_space, candidates, truncation_psi, truncation_cutoff, candidate_flip)
+    ws, y = ppa.initial_selection(ctx, search_space, candidates, truncation_psi, truncation_cutoff, candidate_flip)
     w0 = ws[:, 0]
     images, latents = [], []
     for i in progress(range(0, len(w0), batch_size), desc="if-gmi", unit="batch"):
@@ -204,11 +217,7 @@ def run_attack(
         images.append(im)
         latents.append(wl)
     images, latents = torch.cat(images), torch.cat(latents)
-
-    def confidence(x, yb):
-        return T(x).softmax(1).gather(1, yb[:, None]).squeeze(1)
-
-    pick = final_selection(confidence, images, y, ctx.classes, per_class, final_iterations, ctx.gen)
+    pick = ppa.select_final(ctx, images, y, per_class, final_iterations)
     out, labels = images[pick].clamp(-1, 1), y[pick].cpu()
     info, extras = summarise(ctx, out, labels)
     info["stages"] = len(steps)

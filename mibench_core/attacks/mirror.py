@@ -7,11 +7,21 @@ LeakyReLU_0.2(p)); its per-dimension mean and standard deviation come with
 the prior (10,000 mapped z). Clipping w to "mean +- ``p_std`` std in P"
 means p = P(w), clamp, w = P^-1(p).
 
+The generator, as the authors' wrapper (``genforce/my_get_GD.py``,
+``fake_generator``, in njuaplusplus/mirror and the
+ffhibnese/Model-Inversion-Attack-ToolBox copy): every image the search
+makes, scores or returns is G(w') clamped to the valid pixel range, where
+w' is w broadcast to the style inputs with the first ``truncation_layers``
+(8) truncated towards the mean w with ``truncation_psi`` (0.7) (genforce's
+``truncation(w, trunc_psi, trunc_layers)`` inside every forward; their
+``postprocess`` clamps to [0, 1], ours to [-1, 1]; constant noise, their
+``randomize_noise=False``). The search variable, its P-space clipping and
+the stored latents are the untruncated w.
+
 White-box (``mirror-wb``), as the authors' ``my_mirror.py``:
 
-* start: sample ``init_samples`` w (truncated with ``truncation_psi`` 0.7
-  towards the mean w), keep per class the ``per_class`` (8) the target is
-  most confident about;
+* start: sample ``init_samples`` w, keep per class the ``per_class`` (8)
+  whose images the target is most confident about;
 * ``iterations`` (20,000) steps of Adam (``lr`` 0.2, betas (0.9, 0.999))
   with the authors' schedule (cosine ramp-down over the last 25%, linear
   ramp-up over the first 5%), loss ``loss_weight`` (1) x cross-entropy of
@@ -20,16 +30,22 @@ White-box (``mirror-wb``), as the authors' ``my_mirror.py``:
 * the reconstruction is each latent's iterate with the lowest loss.
 
 Black-box (``mirror-bb``), as the authors' ``my_ge_blackbox_attack.py``: a
-genetic algorithm through the query-counting oracle (probabilities). Fitness
-is the log-probability of the target class. The initial population is the
-``population`` (100) best of ``init_samples`` truncated random w; each
-generation keeps the elite (the fittest), draws ``population - 1`` pairs of
-parents with probabilities softmax(fitness), crosses them over per dimension
-(each dimension from the first parent with probability c1 / (c1 + c2)),
-mutates each dimension with probability ``mutation_prob`` (0.1) by adding
-``mutation_ce`` (0.1) x U(-std, std) in P space, and clips in P space; it
-stops after ``generations`` (100) or when the elite's confidence reaches
-``min_score`` (0.95). The elite is the reconstruction.
+genetic algorithm through the query-counting oracle (probabilities), on
+the same clamped, truncated images. Fitness is the log-probability of the
+target class. The initial population is the ``population`` (100) best of
+``init_samples`` random w (clipped in P space); each generation keeps the
+elite (the fittest), draws ``population - 1`` pairs of parents with
+probabilities softmax(fitness), crosses them over per dimension (each
+dimension from the first parent with probability c1 / (c1 + c2)), mutates
+each dimension with probability ``mutation_prob`` (0.1) by adding
+``mutation_ce`` (0.1) x U(-std, std) in P space, and clips in P space; the
+new population, elite included, is queried (the authors re-score the whole
+population every generation), so under a stochastic output defense
+(``noise``) a lucky answer is drawn again rather than kept. It stops after
+``generations`` (100) or when the elite's confidence reaches ``min_score``
+(0.95); as in the authors' code one answer at ``min_score`` stops a run,
+even a lucky one under ``noise`` (``target_success`` is a new query). The
+elite is the reconstruction.
 
 Deviations and choices:
 
@@ -39,19 +55,18 @@ Deviations and choices:
   intent;
 * mutation noise is drawn per child (the authors' code draws one noise
   vector per generation and masks it per child);
-* the elite's fitness is kept rather than re-queried every generation (the
-  same search with one query fewer per generation);
 * several reconstructions per class (``per_class``): white-box, every latent
   is optimised independently and keeps its own best iterate (the authors
   keep the batch's best iteration); black-box, ``per_class`` independent
   GA runs per class, run r starting from the initial ranks r, r + R, ...
   (R runs) of the shared initial sample, so runs start from different but
   equally good populations;
-* the initial w are truncated on every layer (the attack optimises one w).
+* the attack optimises one w broadcast to every style input (the authors'
+  ``repeat_w``), truncated inside the generator as above.
 
-Queries (black-box): the initial sample (shared by all runs), one query
-per new child per generation (counted per run), and one final query per
-elite for ``target_success``.
+Queries (black-box): the initial sample (shared by all runs), ``population``
+queries per generation (the elite and its children, counted per run), and
+one final query per elite for ``target_success``.
 """
 
 from __future__ import annotations
@@ -76,6 +91,7 @@ METHODS = [
             "per_class": 8,
             "init_samples": 100000,
             "truncation_psi": 0.7,
+            "truncation_layers": 8,
             "iterations": 20000,
             "lr": 0.2,
             "beta1": 0.9,
@@ -90,6 +106,7 @@ METHODS = [
             "per_class": "[1, inf)",
             "init_samples": "[1, inf)",
             "truncation_psi": "[0, 1]",
+            "truncation_layers": "[0, inf)",
             "iterations": "[1, inf)",
             "lr": "(0, inf)",
             "beta1": "[0, 1)",
@@ -112,6 +129,7 @@ METHODS = [
             "per_class": 1,
             "init_samples": 100000,
             "truncation_psi": 0.7,
+            "truncation_layers": 8,
             "population": 100,
             "generations": 100,
             "mutation_prob": 0.1,
@@ -123,6 +141,7 @@ METHODS = [
             "per_class": "[1, inf)",
             "init_samples": "[1, inf)",
             "truncation_psi": "[0, 1]",
+            "truncation_layers": "[0, inf)",
             "population": "[2, inf)",
             "generations": "[0, inf)",
             "mutation_prob": "[0, 1]",
@@ -143,9 +162,16 @@ def lr_schedule(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float
     return ramp * (min(1.0, t / rampup) if rampup > 0 else 1.0)
 
 
-def truncated_w(ctx: AttackContext, n: int, psi: float, batch: int = 4096) -> torch.Tensor:
-    """``n`` single w [n, w_dim] truncated towards the mean w."""
-    return ctx.prior.sample_ws(n, ctx.gen, ctx.device, psi, None, batch)[:, 0]
+def random_w(ctx: AttackContext, n: int, batch: int = 4096) -> torch.Tensor:
+    """``n`` single w [n, w_dim] (mapped z, untruncated: the generator truncates)."""
+    return ctx.prior.sample_ws(n, ctx.gen, ctx.device, 1.0, None, batch)[:, 0]
+
+
+def generate(prior, w: torch.Tensor, psi: float, layers: int, resolution: int, channels: int) -> torch.Tensor:
+    """The authors' generator: G(w with its first ``layers`` style inputs truncated by ``psi``), clamped to
+    [-1, 1], then adapted to the target's input (differentiable in w)."""
+    img = prior.synthesis(prior.truncate(w, psi, layers), "const").clamp(-1, 1)
+    return prior.adapt(img, resolution, channels)
 
 
 @torch.no_grad()
@@ -159,6 +185,7 @@ def run_whitebox(
     per_class: int,
     init_samples: int,
     truncation_psi: float,
+    truncation_layers: int,
     iterations: int,
     lr: float,
     beta1: float,
@@ -172,9 +199,9 @@ def run_whitebox(
     prior, T = ctx.prior, ctx.target
 
     def images(w):
-        return prior.images(w, ctx.resolution, ctx.channels)
+        return generate(prior, w, truncation_psi, truncation_layers, ctx.resolution, ctx.channels)
 
-    pool = truncated_w(ctx, init_samples, truncation_psi)
+    pool = random_w(ctx, init_samples)
     probs = score_samples(images, pool, lambda x: T(x).softmax(1))
     w0, labels = [], []
     for c in ctx.classes:
@@ -208,7 +235,7 @@ def run_whitebox(
             bar.set_postfix(loss=f"{per_latent.mean().item():.3f}")
     with torch.no_grad():
         keep_best(loss_weight * F.cross_entropy(T(images(w)), y, reduction="none"), w.detach())
-        out = images(best_w).clamp(-1, 1)
+        out = images(best_w)
     info, extras = summarise(ctx, out, y.cpu())
     info["best_loss_mean"] = best_loss.mean().item()
     return AttackResult(out.cpu(), y.cpu(), {"latents": best_w.cpu(), **extras}, info)
@@ -259,7 +286,8 @@ def genetic_algorithm(
 ):
     """Mirror's GA on R independent populations ``pop`` [R, P, d] with fitness [R, P] (log p_y).
 
-    ``fitness_fn(w [M, d], runs [M])`` -> fitness [M] of new individuals of those runs.
+    ``fitness_fn(w [M, d], runs [M])`` -> fitness [M] of individuals of those runs. Every generation
+    scores the whole new population, the elite included, so a noisy score is never kept.
     Returns the elites [R, d], their fitness [R] and the generations each run took."""
     n_runs, size, d = pop.shape
     order = fitness.argsort(dim=1, descending=True)
@@ -274,10 +302,9 @@ def genetic_algorithm(
         i1, i2 = select_parents(fitness[act], size - 1, gen)
         children = crossover(pop[act], fitness[act], i1, i2, gen)
         children = mutate(prior, children, mutation_prob, mutation_ce, p_std, gen)
-        runs = act.repeat_interleave(size - 1)
-        child_fit = fitness_fn(children.reshape(-1, d), runs).view(len(act), size - 1)
-        new_pop = torch.cat([pop[act, :1], children], dim=1)  # elitism: the elite stays
-        new_fit = torch.cat([fitness[act, :1], child_fit], dim=1)
+        new_pop = torch.cat([pop[act, :1], children], dim=1)  # elitism: the elite stays, and is scored again
+        runs = act.repeat_interleave(size)
+        new_fit = fitness_fn(new_pop.reshape(-1, d), runs).view(len(act), size)
         order = new_fit.argsort(dim=1, descending=True)
         pop[act] = torch.gather(new_pop, 1, order[..., None].expand(-1, -1, d))
         fitness[act] = new_fit.gather(1, order)
@@ -299,6 +326,7 @@ def run_blackbox(
     per_class: int,
     init_samples: int,
     truncation_psi: float,
+    truncation_layers: int,
     population: int,
     generations: int,
     mutation_prob: float,
@@ -314,9 +342,9 @@ def run_blackbox(
         )
 
     def images(w):
-        return prior.images(w, ctx.resolution, ctx.channels)
+        return generate(prior, w, truncation_psi, truncation_layers, ctx.resolution, ctx.channels)
 
-    pool = prior.clip_w(truncated_w(ctx, init_samples, truncation_psi), p_std)
+    pool = prior.clip_w(random_w(ctx, init_samples), p_std)
     answers = score_samples(images, pool, lambda x: oracle(x))  # shared queries
     labels = torch.tensor(ctx.classes, device=ctx.device).repeat_interleave(per_class)  # run r -> class
     pops, fits = [], []
@@ -341,7 +369,7 @@ def run_blackbox(
         prior, pop, fitness, fitness_fn, generations, mutation_prob, mutation_ce, p_std, min_score, ctx.gen
     )
     with torch.no_grad():
-        out = images(elite).clamp(-1, 1)
+        out = images(elite)
         # one final query per elite: is the target class its top-1? (counted)
         top1 = oracle(out, slots=torch.arange(n_runs)).argmax(1) == labels
     conf = elite_fit.exp().cpu()

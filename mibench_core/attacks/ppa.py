@@ -32,7 +32,7 @@ choices: candidates are optimised ``batch_size`` at a time (the loss is the
 batch mean, as the authors'; Adam makes the result independent of the batch
 split up to its epsilon); transformations draw from the job's seeded
 generator. :func:`poincare_loss`, :func:`initial_selection`,
-:func:`final_selection` and the transforms are shared with IF-GMI.
+:func:`select_final` and the transforms are shared with IF-GMI.
 """
 
 from __future__ import annotations
@@ -204,6 +204,18 @@ def final_selection(
     return torch.cat(picks)
 
 
+def select_final(
+    ctx: AttackContext, images: torch.Tensor, labels: torch.Tensor, per_class: int, iterations: int
+) -> torch.Tensor:
+    """PPA's final selection with the target's confidence (shared with IF-GMI): indices into ``images``."""
+    T = ctx.target
+
+    def confidence(x, yb):
+        return T(x).softmax(1).gather(1, yb[:, None]).squeeze(1)
+
+    return final_selection(confidence, images, labels, ctx.classes, per_class, iterations, ctx.gen)
+
+
 def lr_factor(it: int, iterations: int, milestones) -> float:
     """MultiStepLR (gamma 0.1) with milestones given as fractions of the iterations."""
     return 0.1 ** sum(it >= round(m * iterations) for m in milestones)
@@ -269,7 +281,7 @@ def run_attack(
 ) -> AttackResult:
     if per_class > candidates:
         raise ValueError(f"per_class ({per_class}) must not exceed candidates ({candidates})")
-    prior, T = ctx.prior, ctx.target
+    prior = ctx.prior
     ws, y = initial_selection(ctx, search_space, candidates, truncation_psi, truncation_cutoff, candidate_flip)
     w0 = ws[:, 0]  # single_w: the first style input's (truncated) w
     w = optimise_w(
@@ -277,11 +289,7 @@ def run_attack(
     )
     with torch.no_grad():
         images = torch.cat([prior.images(w[i : i + 256], ctx.resolution, ctx.channels) for i in range(0, len(w), 256)])
-
-    def confidence(x, yb):
-        return T(x).softmax(1).gather(1, yb[:, None]).squeeze(1)
-
-    pick = final_selection(confidence, images, y, ctx.classes, per_class, final_iterations, ctx.gen)
+    pick = select_final(ctx, images, y, per_class, final_iterations)
     images, labels = images[pick].clamp(-1, 1), y[pick].cpu()
     info, extras = summarise(ctx, images, labels)
     info["candidates_optimised"] = len(w)

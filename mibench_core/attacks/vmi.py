@@ -21,12 +21,21 @@ priors' generators (``gmi-gan`` or ``kedmi-gan``). The optimiser (Adam,
 lr 0.01, 1,500 iterations, ``samples_per_step`` Monte-Carlo samples per
 class per step) is ours: the method reference gives none.
 
-``vmi-flow`` is the paper's main variant on a StyleGAN (its "layered flow"):
-for every class and every identity layer l (``identity_layers``, null: all
-style inputs) a normalising flow q_{y,l} over the mapping network's input
-z; a sample is w_l = mapping(z_l) on the identity layers and the mapping of
-a fresh z ~ N(0, I) on the others (the nuisance layers), so the KL term is
-taken where the prior is known exactly:
+``vmi-flow`` is the paper's main variant on a StyleGAN (its "layered flow",
+the authors' ``LayeredFlowMiner`` in ``likelihood_model.py`` and
+``attack_stylegan.py``, wangkua1/vmi and the
+ffhibnese/Model-Inversion-Attack-ToolBox copy): for every class and every
+identity layer l (``identity_layers``, null: all style inputs) a
+normalising flow f_{y,l} over the mapping network's input z. A sample draws
+one base eps ~ N(0, I) and feeds it to every layer's flow (the authors'
+``[flow_miner(z) for flow_miner in self.flow_miners]``), w_l =
+mapping(f_{y,l}(eps)) on the identity layers and the mapping of a fresh
+z ~ N(0, I) on the others (the nuisance layers); the image is clamped to
+[-1, 1] before the target (as the authors'). While the flows are equal (at
+the start: identity couplings, shared permutations) every layer gets the
+same w, so q starts as the generator's own distribution, not a per-layer
+style mix. q_{y,l}, the marginal of z_l, is what the KL term regularises,
+where the prior is known exactly:
 
     L(q_y) = E[CE(T(G(w)), y)] + kl_weight * mean_l KL(q_{y,l}(z) || N(0, I))
 
@@ -40,8 +49,11 @@ with momentum 0.9, ``lr`` 1e-4, ``kl_weight`` 1e-3, ``samples_per_step``
 epochs of 10,000 samples at batch 64). On a DCGAN prior (``gmi-gan``,
 ``kedmi-gan``) the flow is over its z and there is one layer. Deviations:
 the paper's Glow flow is multi-scale (``L`` = 3 levels) and runs in float64;
-ours is single-scale in float32, and the KL is estimated on the same
-samples as the attack term (the paper draws a second batch).
+ours is single-scale in float32, and each layer's KL is estimated on the
+samples of the attack term (the authors draw a separate batch for each
+layer's flow). All our flows share their fixed permutations and start as
+the same map (zero-initialised couplings), so the layers of a sample start
+with one w exactly; the authors initialise each layer's flow on its own.
 """
 
 from __future__ import annotations
@@ -196,10 +208,14 @@ class BatchedFlow(nn.Module):
             x = torch.cat([xa, xb], dim=-1)
         return x, logdet
 
-    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """n samples per group: (z, log q(z), eps)."""
+    def sample(self, n: int, gen: torch.Generator, shared: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n samples per group: (z, log q(z), eps); each run of ``shared`` consecutive groups gets the
+        same base samples eps (the layers of one class), log q is each group's marginal density."""
         groups = self.an_bias.shape[1]
-        eps = torch.randn(groups, n, self.dim, generator=gen).to(self.an_bias.device)
+        if groups % shared:
+            raise ValueError(f"{groups} flows cannot share base samples in runs of {shared}")
+        eps = torch.randn(groups // shared, n, self.dim, generator=gen).to(self.an_bias.device)
+        eps = eps.repeat_interleave(shared, dim=0)
         z, logdet = self(eps)
         return z, standard_normal_logp(eps) - logdet, eps
 
@@ -224,16 +240,16 @@ def _layers(prior, identity_layers) -> list[int] | None:
 def flow_images(ctx: AttackContext, flow: BatchedFlow, layers, n: int):
     """``n`` images per class from the flows: (images [C * n] class-major, KL per class [C])."""
     prior, n_cls = ctx.prior, len(ctx.classes)
-    z, logq, _ = flow.sample(n, ctx.gen)
+    n_l = 1 if layers is None else len(layers)
+    z, logq, _ = flow.sample(n, ctx.gen, shared=n_l)  # one base sample for all of a class's layers
     kl = flow_kl(logq, z)
     if layers is None:
-        return prior.generator(z.reshape(-1, z.shape[-1])), kl
-    n_l = len(layers)
+        return prior.generator(z.reshape(-1, z.shape[-1])).clamp(-1, 1), kl
     w_id = prior.mapping(z.reshape(-1, z.shape[-1]))[:, 0].view(n_cls, n_l, n, -1)  # [C, L, n, w_dim]
     nuisance = prior.mapping(prior.sample_z(n_cls * n, ctx.gen).to(ctx.device)).view(n_cls, n, prior.num_ws, -1)
     ws = nuisance.clone()
     ws[:, :, layers] = w_id.permute(0, 2, 1, 3)
-    x = prior.images(ws.reshape(n_cls * n, prior.num_ws, -1), ctx.resolution, ctx.channels)
+    x = prior.images(ws.reshape(n_cls * n, prior.num_ws, -1), ctx.resolution, ctx.channels).clamp(-1, 1)
     return x, kl.view(n_cls, n_l).mean(1)
 
 

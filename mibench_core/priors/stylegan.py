@@ -48,18 +48,28 @@ Defaults are StyleGAN2-ADA's ``stylegan2`` configuration (z and w 512, 8
 mapping layers, channel base 32768, max 512, batch 32, lr 0.002, R1 gamma
 10, EMA 10 kimg, minibatch-std group 4, style mixing 0.9). Deviations:
 
-* no path-length regularisation of G (the StyleGAN2-ADA ``cifar`` and
-  ``paper256`` configurations also run without it on small data sets; it
-  smooths the W -> image mapping, not the sample quality the attacks rely
+* no path-length regularisation of G (StyleGAN2-ADA's default weight 2 is
+  used by every configuration but ``cifar``, which sets it to 0; it smooths
+  the W -> image mapping rather than the sample quality the attacks rely
   on) and no adaptive discriminator augmentation (ADA);
+* G's Adam runs at ``lr`` and betas (``beta1``, ``beta2``) unscaled:
+  StyleGAN2-ADA keeps G's lazy-regularisation interval 4 even where the
+  path-length weight is 0 and so scales G's lr and betas by 4 / 5 as it
+  does D's (``training_loop.py``); here only D's are scaled (by its R1
+  interval);
 * all layers run in float32 (the paper runs the highest resolutions in
   float16; ``conv_clamp`` is kept);
 * the modulated convolutions are computed unfused (scale the input by the
   styles, convolve, scale the output by the demodulation coefficients), the
   mathematically identical form StyleGAN2-ADA uses while training.
 
-The CPU default trains a narrow network for a few hundred steps at 32x32
-with StyleGAN2-ADA's ``cifar`` settings (see config/README.md).
+The CPU default trains a narrow network for 1,000 steps at 32x32 with the
+loss settings of StyleGAN2-ADA's ``cifar`` configuration (2 mapping layers,
+lr 0.0025, R1 gamma 0.01, no style mixing, EMA 500 kimg ramped up over 5%;
+see config/README.md). It keeps the rest of this default, not ``cifar``'s:
+the residual discriminator (``cifar`` uses ``orig``), minibatch-std group 4
+(``cifar``: 32), batch 32 (``cifar``: 64), and narrow channels (``cifar``:
+channel base 32768, max 512).
 """
 
 from __future__ import annotations
@@ -658,6 +668,13 @@ class StyleGANPrior:
 
     def images(self, ws: torch.Tensor, resolution: int, channels: int, noise_mode: str = "const") -> torch.Tensor:
         return self.adapt(self.synthesis(self.broadcast(ws), noise_mode), resolution, channels)
+
+    def truncate(self, ws: torch.Tensor, psi: float, layers: int | None = None) -> torch.Tensor:
+        """W+ codes with the first ``layers`` style inputs (None: all) moved to ``w_avg + psi (w - w_avg)``."""
+        ws = self.broadcast(ws)
+        cut = ws.shape[1] if layers is None else min(int(layers), ws.shape[1])
+        w_avg = self.mapping.w_avg.to(ws.device, ws.dtype)
+        return torch.cat([w_avg.lerp(ws[:, :cut], psi), ws[:, cut:]], dim=1)
 
     # Mirror's P-space clipping -------------------------------------------------------------
 

@@ -27,7 +27,10 @@ this module or to torch's own tensor rebuilding:
 
 Any other global (``os.system``, ``builtins.eval``, a torch module class,
 ...) raises :class:`UnsafePickleError` naming it, before anything is
-called. :func:`read_networks` then walks the stand-ins of ``G_ema`` (and
+called. A tensor record whose size, stride and offset reach past its
+storage is refused too (torch would grow the storage to fit, so a small
+file could make the reader allocate any amount of memory).
+:func:`read_networks` then walks the stand-ins of ``G_ema`` (and
 ``D``), collects their parameters and buffers under their dotted names
 (NVIDIA's ``state_dict`` names), checks the architecture recorded in the
 constructor arguments, and loads them into
@@ -127,9 +130,32 @@ def _load_storage(data: bytes):
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def _check_extent(storage, offset, size, stride) -> None:
+    """Refuse a tensor record that reaches past its storage (torch would grow the storage to fit:
+    a file could make the reader allocate any amount of memory)."""
+    ints = [offset, *size, *stride] if isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list)) else None
+    if ints is None or len(size) != len(stride) or any(type(v) is not int for v in ints):
+        raise UnsafePickleError("a tensor record whose offset, size or stride are not integers")
+    if offset < 0 or any(v < 0 for v in size) or any(v < 0 for v in stride):
+        raise UnsafePickleError("a tensor record with a negative offset, size or stride into its storage")
+    if isinstance(storage, torch.storage.TypedStorage):
+        capacity = storage.size()  # elements
+    else:
+        capacity = storage.nbytes()  # an untyped storage holds bytes (uint8 elements)
+    if any(v == 0 for v in size):
+        return
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= capacity:
+        raise UnsafePickleError(
+            f"a tensor record reaching element {last} of a storage of {capacity} elements (size {tuple(size)}, "
+            f"stride {tuple(stride)}, offset {offset})"
+        )
+
+
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, *rest):
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise UnsafePickleError("a tensor whose storage did not come from a storage record")
+    _check_extent(storage, offset, size, stride)
     return torch._utils._rebuild_tensor_v2(
         storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict()
     )
