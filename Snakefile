@@ -12,6 +12,9 @@ from snakemake.exceptions import WorkflowError
 from mibench_core import runlock
 from mibench_core.config import ConfigError, checked, load_yaml
 from mibench_core.plan import build
+from mibench_core.runtime import job_environment
+
+job_environment(os.environ)  # allocator settings every job inherits (mibench_core/runtime.py)
 
 if workflow.is_main_process:  # not in the jobs Snakemake spawns (Slurm nodes, subprocesses)
     # a lock left by a killed run is cleared here, with a notice; a live run's is kept
