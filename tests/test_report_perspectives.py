@@ -118,9 +118,10 @@ def test_bido_estimators_and_mid_deployments_are_separate_lines(tmp_path):
     pd.DataFrame(rows).to_parquet(path)
     perspectives.privacy_utility(str(path), str(tmp_path / "pu.png"), str(tmp_path / "pu.md"))
     text = (tmp_path / "pu.md").read_text()
-    for line in ("bido (hsic)", "bido (coco)", "mid (sampled)", "mid (mean)"):
+    for line in ("bido (estimator=hsic)", "bido (estimator=coco)", "mid (inference=sampled)", "mid (inference=mean)"):
         assert f"| {line} |" in text
     assert "inference=sampled" in text and "inference=mean" in text  # the table says which deployment it shows
+    assert "| mcnn-1ep | gmi | none |" in text  # the undefended curve's points are listed too
 
 
 def test_defense_matrix_keeps_intervals_and_the_measured_training_time(tmp_path):

@@ -173,7 +173,7 @@ def variant(row) -> str:
     for key in entry.strength if entry is not None else ():
         v = row.get(f"target.defense.params.{key}")
         if isinstance(v, (str, bool)):
-            parts.append(str(v))
+            parts.append(f"{key}={v}")
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
@@ -254,7 +254,7 @@ def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
     attacks = sorted(sub["attack"].unique())
     fig, axes = plt.subplots(len(METRICS), len(attacks), figsize=(5 * len(attacks), 4 * len(METRICS)), squeeze=False)
     names = sorted(sub["variant"].unique())
-    colors = {n: plt.cm.tab20(i % 20) for i, n in enumerate(n for n in names if n != "none")}
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(n for n in names if n != "none")}
     colors["none"] = "black"
     markers = {k: m for k, m in zip(sorted(keys), "osD^vP*X", strict=False)}
     for j, atk in enumerate(attacks):
@@ -293,6 +293,11 @@ def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     _savefig(fig, figure)
+    import pandas as pd
+
+    # the table lists the undefended curve's own points too (the weaker targets are not in ``sub``)
+    curve_rows = undefended[~undefended.index.isin(sub.index)].assign(variant="none")
+    sub = pd.concat([sub, curve_rows]).sort_values(["dataset", "attack", "variant", "target_test_acc"])
     matched_utility(sub, undefended)
     cols = ["dataset", "target", "attack", "defense", "variant", "strength", "target_test_acc",
             *_defense_extra_cols(sub), "acc1", "undefended_acc1_at_equal_acc", "acc1_minus_undefended",
