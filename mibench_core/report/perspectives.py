@@ -488,7 +488,7 @@ def _seconds(v) -> str:
     return f"{v:.0f}"
 
 
-def _facts(grp) -> str:
+def defense_facts(grp) -> str:
     """The defense facts of one defense's rows (the guarantee of a DP target, TL's frozen share, ...)."""
     row = grp.iloc[0]
     parts = []
@@ -544,7 +544,7 @@ def defense_matrix(attacks_parquet: str, md_out: str, tex_out: str) -> None:
     strengths = df[["defense", "target.defense.name", "strength"]].drop_duplicates().sort_values("defense")
     md += ["Defense strengths (and the facts each defended target's manifest records):", ""]
     for _, r in strengths.iterrows():
-        facts = _facts(df[df["defense"] == r["defense"]])
+        facts = defense_facts(df[df["defense"] == r["defense"]])
         md.append(f"- `{r['defense']}`: {r['target.defense.name']} ({r['strength']})" + (f"; {facts}" if facts else ""))
     _write_text(md_out, "\n".join(md) + "\n")
     _write_text(tex_out, "\n".join(tex) + "\n")
