@@ -60,6 +60,7 @@ METHODS = [
         "description": "BiDO (Peng et al. 2022): CE + sum_j a1*D(X,Z_j) - a2*D(Z_j,Y), D = normalised HSIC or COCO",
         "defaults": {"a1": 0.05, "a2": 0.5, "sigma": 5.0, "estimator": "hsic"},
         "bounds": {"a1": "[0, inf)", "a2": "[0, inf)", "sigma": "(0, inf)"},
+        "choices": {"estimator": ["hsic", "coco"]},
         "strength": ["a1", "a2", "estimator"],
     }
 ]

@@ -50,6 +50,7 @@ METHODS = [
         "description": "MID (Wang et al. 2021): variational information bottleneck before the head, CE + beta*KL",
         "defaults": {"beta": 0.003, "inference": "sampled"},
         "bounds": {"beta": "[0, inf)"},
+        "choices": {"inference": ["sampled", "mean"]},
         "strength": ["beta", "inference"],
     }
 ]
