@@ -18,7 +18,8 @@ Control: ``private: false`` trains the same GroupNorm architecture with the
 same optimizer, Poisson-sampled batches and schedule (constant learning rate,
 no augmentation), without clipping or noise, so the accuracy cost of DP can
 be told from the cost of the architecture swap. Its manifest says it has no
-guarantee.
+guarantee; ``noise_multiplier``, ``max_grad_norm`` and ``delta`` are unused
+there.
 
 BatchNorm mixes samples and is incompatible with per-sample clipping:
 ``prepare`` applies ``opacus.validators.ModuleValidator.fix``, which replaces
