@@ -172,8 +172,8 @@ def variant(row) -> str:
     parts = []
     for key in entry.strength if entry is not None else ():
         v = row.get(f"target.defense.params.{key}")
-        if isinstance(v, (str, bool)):
-            parts.append(f"{key}={v}")
+        if isinstance(v, str) or type(v).__name__ in ("bool", "bool_"):  # numpy booleans too
+            parts.append(f"{key}={v if isinstance(v, str) else bool(v)}")
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
