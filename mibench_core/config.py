@@ -221,6 +221,9 @@ def _check_params(params: dict, entry: registry.Entry, path: list[Any], extra: t
                 val = float(val)
         if val is not None and key in entry.bounds:
             val = check_bound(val, entry.bounds[key], _key(path + [key]), default)
+        if val is not None and key in entry.choices and val not in entry.choices[key]:
+            valid = ", ".join(map(str, entry.choices[key]))
+            raise ConfigError(f"config key '{_key(path + [key])}': {val!r} is not one of {valid}")
         merged[key] = val
     return merged
 

@@ -53,6 +53,7 @@ SPLIT_ACCESS_LEVELS = ("white-box", "feature-queries", "query-free")
 OPTIONAL = {
     "defaults": {},
     "bounds": {},
+    "choices": {},  # a string parameter's allowed values, {param: [values]} (checked by the config, before any job)
     "priors": [],  # attack: prior kinds it accepts (empty: no prior)
     "access": "white-box",  # attack: its threat model; prior tied to the target: how it queries it
     "aux": [],  # attack: prior kinds of extra attacker-side artifacts (config key ``aux``), in order;
@@ -84,6 +85,7 @@ class Entry:
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     bounds: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, list] = field(default_factory=dict)
     priors: tuple[str, ...] = ()
     access: str = "white-box"
     aux: tuple[str, ...] = ()

@@ -305,6 +305,18 @@ CASES = [
     ),
     ("ls-alpha-one", "defenses:\n  - {name: negative-ls, alpha: 1.0}\n", "defenses[0].alpha", ["[-1, 1)"]),
     ("bido-zero-sigma", "defenses:\n  - {name: bido, sigma: 0}\n", "defenses[0].sigma", ["(0, inf)"]),
+    (
+        "bido-unknown-estimator",
+        "defenses:\n  - {name: bido, estimator: hsci}\n",
+        "defenses[0].estimator",
+        ["not one of hsic, coco"],
+    ),
+    (
+        "mid-unknown-inference",
+        "defenses:\n  - {name: mid, inference: average}\n",
+        "defenses[0].inference",
+        ["not one of sampled, mean"],
+    ),
     ("at-zero-eps", "defenses:\n  - {name: adv-training, eps: 0}\n", "defenses[0].eps", ["(0, 1]"]),
     ("defense-unknown-name", DEFENSE % "nope", "defenses[0].name", ["unknown defense"]),
     (

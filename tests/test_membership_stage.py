@@ -151,3 +151,23 @@ def test_runs_record_their_access_level(tiny):
 def test_scenarios_are_listed_by_number():
     ids = ["ES10", "ES100", "ES02", "ES00", "ES9", "custom", "ES101", "ES11"]
     assert report.scenario_order(ids) == ["ES00", "ES02", "ES9", "ES10", "ES11", "ES100", "ES101", "custom"]
+
+
+def test_defense_threats_table_states_the_whole_dp_guarantee(tmp_path):
+    guarantee = "(eps=1.87, delta=1e-05), rdp accountant, q=0.01266, 395 steps"
+    base = {"dataset": "fm", "target": "mcnn", "output_defense": "none", "scenario": report.NATURAL,
+            "target_test_acc": 0.8, "target_train_acc": 0.85, "attack": "loss-threshold",
+            "attack_name": "loss-threshold", "auc": 0.55, report.LOW_FPR: 0.01}  # fmt: skip
+    mem = pd.DataFrame([
+        {**base, "defense": "none", "target.defense.name": "none"},
+        {**base, "defense": "dp", "target.defense.name": "dp-sgd", "target_defense.epsilon": 1.87,
+         "target_defense.guarantee": guarantee},
+    ])  # fmt: skip
+    mem.to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame([{"dataset": "fm", "target": "mcnn", "defense": "dp", "attack": "gmi", "attack_name": "gmi",
+                   "acc1": 0.5, "output_defense": "none"}]).to_parquet(tmp_path / "a.parquet")  # fmt: skip
+    paths = [str(tmp_path / f) for f in ("t.parquet", "t.md", "t.tex", "t.png")]
+    report.defense_threats(str(tmp_path / "a.parquet"), str(tmp_path / "m.parquet"), *paths)
+    text = open(paths[1]).read()
+    assert "| DP guarantee |" in text and f"| {guarantee} |" in text
+    assert text.count("| n/a |") == 1  # the undefended row has no guarantee to state

@@ -131,3 +131,17 @@ def test_a_rows_replicate_is_the_plans_even_where_the_specs_carry_no_seed():
     assert replicate_seed({"replicate_seed": 0}, plain) == 0  # the config seed's replicate: the plain run
     assert replicate_seed({"replicate_seed": None}, plain) is None  # no replicates
     assert replicate_seed({}, keyed) == 2 and replicate_seed({}, plain) is None  # no plan: the specs say
+
+
+def test_paper_defense_table_states_a_dp_targets_guarantee(tmp_path):
+    guarantee = "(eps=1.87, delta=1e-05), rdp accountant, q=0.01266, 395 steps"
+    rows = [
+        {"dataset": "d", "target": "t", "defense": "none", "target.defense.name": "none", "attack": "gmi",
+         "target_test_acc": 0.9, "acc1": 0.75},
+        {"dataset": "d", "target": "t", "defense": "dp", "target.defense.name": "dp-sgd", "attack": "gmi",
+         "target_test_acc": 0.78, "acc1": 0.6, "target.defense.params.noise_multiplier": 1.0,
+         "target_defense.guarantee": guarantee},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "s.parquet")
+    paper.defense_tables(str(tmp_path / "s.parquet"), str(tmp_path / "d.md"), str(tmp_path / "d.tex"))
+    assert f"| dp (dp-sgd, noise_multiplier=1); guarantee {guarantee} |" in (tmp_path / "d.md").read_text()

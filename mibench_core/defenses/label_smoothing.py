@@ -1,24 +1,41 @@
 """Negative label smoothing (Struppek, Hintersdorf, Kersting 2024, "Be Careful
 What You Smooth For: Label Smoothing Can Be a Privacy Shield but Also a
-Catalyst for Model Inversion Attacks", ICLR).
+Catalyst for Model Inversion Attacks", ICLR; code:
+LukasStruppek/Plug-and-Play-Attacks, ``train_model.py``,
+``losses/label_smoothing.py``).
 
 Loss with smoothing factor ``a``: ``(1 - a) * NLL + a * mean_k(-log p_k)``
 (cross-entropy against the smoothed target ``(1 - a) * onehot + a / K``).
 A negative ``a`` pushes the non-target probabilities towards zero, which
-flattens the gradients model-inversion attacks follow. Because the negative
-term is unbounded below, training first runs plain cross-entropy (warm-up)
-and then ramps ``a`` linearly to its final value, as the authors' code does:
-zero for the first half of training, a linear ramp over the next quarter,
-the full value for the last quarter (their 100-epoch schedule: 0 until epoch
-50, ramp until 75).
+flattens the gradients model-inversion attacks follow.
+
+Schedule, per epoch as in the authors' ``ls_scheduler`` (100 epochs: ``a = 0``
+before epoch 50, ``alpha * (e + 1 - 50) / (100 - 50)`` for epochs 50-74, the
+full ``alpha`` from epoch 75 on): with ``E`` epochs, smoothing starts at
+epoch ``s = round(warmup_fraction * E)``, ramps as ``alpha * (e + 1 - s) /
+(E - s)`` and is ``alpha`` from epoch ``f = round((warmup_fraction +
+ramp_fraction) * E)`` on (epochs 0-based; for ``E = 100`` exactly the
+authors' schedule).
+
+Checkpoint selection: best-validation selection only considers the
+checkpoints trained with the defense at full strength (epochs ``>= f``), so
+a checkpoint from before smoothing started is never deployed as negative
+LS; the manifest records the selected epoch (``selected_epoch``) and the
+smoothing factor it was trained with (``results.defense``).
 
 Strength: ``alpha`` (paper: -0.05 on FaceScrub/CelebA; default -0.05).
-Deviation: the schedule is expressed as fractions of training
+Deviations: the schedule is expressed as fractions of training
 (``warmup_fraction`` 0.5, ``ramp_fraction`` 0.25) so that it scales with the
-epochs of a CPU config; the ramp is per step rather than per epoch.
+epochs of a CPU config; the learning rate follows our cosine schedule
+rather than the authors' MultiStepLR (decays at epochs 75 and 90), so on a
+short run the smoothed epochs see a lower learning rate than in the paper;
+the authors select the best validation epoch over all epochs (their best
+lies in the smoothed epochs of a 100-epoch run; we enforce it).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -38,13 +55,21 @@ METHODS = [
 ]
 
 
-def smoothing_factor(alpha: float, progress: float, warmup_fraction: float, ramp_fraction: float) -> float:
-    """The factor at ``progress`` (fraction of training done): 0, then a linear ramp, then ``alpha``."""
-    if progress < warmup_fraction:
+def schedule_epochs(epochs: int, warmup_fraction: float, ramp_fraction: float) -> tuple[int, int]:
+    """(first smoothed epoch, first epoch at the full factor), 0-based, rounded half up."""
+    start = min(epochs - 1, math.floor(warmup_fraction * epochs + 0.5))
+    full = min(epochs - 1, max(start, math.floor((warmup_fraction + ramp_fraction) * epochs + 0.5)))
+    return start, full
+
+
+def smoothing_factor(alpha: float, epoch: int, epochs: int, warmup_fraction: float, ramp_fraction: float) -> float:
+    """The factor of (0-based) ``epoch``: 0, then the authors' ramp, then ``alpha``."""
+    start, full = schedule_epochs(epochs, warmup_fraction, ramp_fraction)
+    if epoch < start:
         return 0.0
-    if ramp_fraction <= 0:
+    if epoch >= full:
         return alpha
-    return alpha * min(1.0, (progress - warmup_fraction) / ramp_fraction)
+    return alpha * (epoch + 1 - start) / (epochs - start)
 
 
 def label_smoothing_loss(logits: torch.Tensor, y: torch.Tensor, a: float) -> torch.Tensor:
@@ -56,11 +81,34 @@ def label_smoothing_loss(logits: torch.Tensor, y: torch.Tensor, a: float) -> tor
 
 
 class NegativeLabelSmoothing(Defense):
-    def loss(self, model, x, y, progress):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.factor = 0.0
+        self.epochs = None
+        self.factors: list[float] = []
+
+    def _factor(self, epoch: int, epochs: int) -> float:
         p = self.params
-        a = smoothing_factor(p["alpha"], progress, p["warmup_fraction"], p["ramp_fraction"])
+        return smoothing_factor(p["alpha"], epoch, epochs, p["warmup_fraction"], p["ramp_fraction"])
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.epochs = epochs
+        self.factor = self._factor(epoch, epochs)
+        self.factors.append(self.factor)
+
+    def selectable(self, epoch: int, epochs: int) -> bool:
+        p = self.params
+        return epoch >= schedule_epochs(epochs, p["warmup_fraction"], p["ramp_fraction"])[1]
+
+    def loss(self, model, x, y, progress):
         logits = model(x)
-        return label_smoothing_loss(logits, y, a), logits
+        return label_smoothing_loss(logits, y, self.factor), logits
+
+    def results(self, model, tensors, device) -> dict:
+        out: dict = {"smoothing_per_epoch": list(self.factors)}
+        if self.selected_epoch is not None and self.factors:
+            out.update(selected_epoch=self.selected_epoch, selected_smoothing=self.factors[self.selected_epoch - 1])
+        return out
 
 
 def negative_label_smoothing(**params) -> Defense:

@@ -257,6 +257,9 @@ def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
                "natural_acc": first["target_test_acc"], "train_acc": first["target_train_acc"]}  # fmt: skip
         eps = first.get("target_defense.epsilon")
         row["epsilon"] = None if eps is None or (isinstance(eps, float) and math.isnan(eps)) else float(eps)
+        # the whole guarantee, (epsilon, delta) with accountant, sampling rate and steps, where the manifest has it
+        guarantee = first.get("target_defense.guarantee")
+        row["dp_guarantee"] = guarantee if isinstance(guarantee, str) else None
         a = atk[(atk["dataset"] == ds) & (atk["target"] == tgt) & (atk["defense"] == dfn)]
         gmi = a[a["attack_name"] == "gmi"]
         row["inversion_gmi_acc1"] = float(gmi["acc1"].max()) if len(gmi) else None
@@ -286,7 +289,7 @@ COLUMNS = [
     ("defense", "defense"), ("strength", "strength"), ("natural_acc", "natural acc."),
     ("inversion_gmi_acc1", "GMI Acc@1"), ("inversion_bb_acc1", "best black-box Acc@1"),
     ("inversion_bb_attack", "(attack)"), ("mia_tpr_at_0p1pct_fpr", "MIA TPR@0.1%FPR"), ("mia_auc", "MIA AUC"),
-    ("mia_attack", "(MIA attack)"), ("loss_threshold_auc", "loss-thr. AUC"), ("epsilon", "DP epsilon"),
+    ("mia_attack", "(MIA attack)"), ("loss_threshold_auc", "loss-thr. AUC"), ("dp_guarantee", "DP guarantee"),
 ]  # fmt: skip
 
 
@@ -319,7 +322,7 @@ def defense_threats(attacks_parquet: str, membership_parquet: str, out_parquet: 
                 lines += [f"## {ds} / {tgt}", "", "| " + " | ".join(h for _, h in COLUMNS) + " |",
                           "|" + "---|" * len(COLUMNS)]  # fmt: skip
                 for r in sub:
-                    miss = {"epsilon": "n/a", "inversion_bb_attack": "-", "mia_attack": "-"}
+                    miss = {"dp_guarantee": "n/a", "inversion_bb_attack": "-", "mia_attack": "-"}
                     lines.append("| " + " | ".join(_cell(r[k], miss.get(k, "missing")) for k, _ in COLUMNS) + " |")
                 lines.append("")
     _write_text(out_md, "\n".join(lines) + "\n")

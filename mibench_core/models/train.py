@@ -17,6 +17,12 @@ Three optional hooks serve defenses that need more than a loss (all default to
 * ``fit(model, tensors, train_cfg, device, gen)`` may own the whole training
   loop (DP-SGD needs its own optimizer and Poisson-sampled batches); it returns
   ``(model, results)`` or ``None`` for the standard loop.
+* ``start_epoch(epoch, epochs)`` is called before each epoch of the standard
+  loop (0-based ``epoch``), for defenses with per-epoch schedules, and
+  ``selectable(epoch, epochs)`` says whether that epoch's checkpoint may be
+  kept by best-validation selection (a defense that starts late excludes
+  the epochs trained without it). The epoch kept is recorded as
+  ``selected_epoch`` (1-based) in the manifest's results.
 * ``results(model, tensors, device)`` returns JSON-able defense facts
   (epsilon, robust accuracy, ...) for the model manifest's ``results``,
   under ``defense``.
@@ -58,6 +64,7 @@ class Defense:
 
     def __init__(self, **params):
         self.params = params
+        self.selected_epoch: int | None = None  # set by the standard loop: the (1-based) epoch kept
 
     def prepare(self, model: Classifier) -> Classifier:
         return model
@@ -77,6 +84,12 @@ class Defense:
         self, model: Classifier, tensors: dict, train_cfg: dict, device: torch.device, gen: torch.Generator
     ) -> tuple[Classifier, dict] | None:
         return None
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        return None
+
+    def selectable(self, epoch: int, epochs: int) -> bool:
+        return True
 
     def results(self, model: Classifier, tensors: dict, device: torch.device) -> dict:
         return {}
@@ -135,10 +148,11 @@ def train_classifier(
     n, bs, epochs = len(x_train), train_cfg["batch_size"], train_cfg["epochs"]
     steps_per_epoch = (n + bs - 1) // bs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    history, best_state, best_val = [], None, -1.0
+    history, best_state, best_val, selected = [], None, -1.0, epochs
     bar = progress(total=epochs * steps_per_epoch, desc="train", unit="step")
     step = 0
     for epoch in range(epochs):
+        defense.start_epoch(epoch, epochs)
         model.train()
         perm = torch.randperm(n, generator=gen)
         total_loss, total_correct = 0.0, 0
@@ -162,13 +176,15 @@ def train_classifier(
         log.info(
             "epoch %d: loss %.4f train acc %.4f val acc %.4f", epoch + 1, total_loss / n, total_correct / n, val_acc
         )
-        if train_cfg["select_best_on_val"] and val_acc == val_acc and val_acc > best_val:
-            best_val, best_state = val_acc, copy.deepcopy(model.state_dict())
+        selectable = defense.selectable(epoch, epochs)
+        if train_cfg["select_best_on_val"] and selectable and val_acc == val_acc and val_acc > best_val:
+            best_val, best_state, selected = val_acc, copy.deepcopy(model.state_dict()), epoch + 1
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    defense.selected_epoch = selected
     model.eval()
-    return model, {"history": history}
+    return model, {"history": history, "selected_epoch": selected}
 
 
 def run(job: dict) -> tuple[list[str], dict, str]:

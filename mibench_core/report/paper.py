@@ -161,7 +161,7 @@ def defense_tables(summary_parquet: str, md_out: str, tex_out: str) -> None:
     """Per (dataset, target): for each defense its natural accuracy and every attack's metrics."""
     import pandas as pd
 
-    from mibench_core.report.perspectives import strength
+    from mibench_core.report.perspectives import defense_facts, strength
 
     df = pd.read_parquet(summary_parquet)
     if "target.defense.name" not in df.columns:
@@ -188,6 +188,8 @@ def defense_tables(summary_parquet: str, md_out: str, tex_out: str) -> None:
             first = rows.iloc[0]
             st = strength(first)
             name = f"{dfn} ({first['target.defense.name']}{', ' + st if st != '-' else ''})" if dfn != "none" else dfn
+            facts = defense_facts(rows)  # a DP target's guarantee, TL's frozen share, ...
+            name = f"{name}; {facts}" if facts else name
             nat = with_interval(first.get("target_test_acc"), first.get("target_test_acc_ci_low"),
                                 first.get("target_test_acc_ci_high"), scale=100.0, fixed=1,
                                 symmetric=symmetric(first))  # fmt: skip

@@ -4,7 +4,15 @@ Each perspective is one figure and one Markdown table:
 
 * **privacy-utility**: attack Acc@1 and KNN distance against the (defended)
   target's natural test accuracy, one point per defense strength, one panel
-  per attack; only (dataset, target) pairs that have a defended target.
+  per attack; only datasets that have a defended target. The undefended
+  targets of the same dataset (different training budgets) are drawn as the
+  undefended utility curve on the same axes, and the table compares each
+  defended target with the undefended model of equal accuracy (the curve
+  linearly interpolated at the defended target's accuracy; missing, with
+  the reason, outside the curve's accuracy range: no extrapolation). One
+  line per defense variant: the defense and its non-numeric strength
+  parameters (BiDO's ``estimator``, MID's ``inference``, DP-SGD's
+  ``private``), so BiDO-HSIC and BiDO-COCO are separate lines.
 * **predictive power**: undefended targets of different accuracy (different
   training budgets: several ``targets`` entries) against attack success.
 * **resolution**: the undefended protocol at each configured resolution
@@ -41,7 +49,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mibench_core import registry, store  # noqa: E402
 from mibench_core.report import PERSPECTIVES as PERSPECTIVE_NAMES  # noqa: E402
-from mibench_core.report.intervals import cell, error_bars, has_intervals  # noqa: E402
+from mibench_core.report.intervals import (  # noqa: E402
+    cell,
+    error_bars,
+    has_intervals,
+    interval_of,
+    symmetric,
+    with_interval,
+)
 
 METRICS = (("acc1", "attack Acc@1 (higher = more leakage)"), ("knn_dist", "KNN distance (lower = more leakage)"))
 
@@ -136,9 +151,67 @@ def _undefended(df):
     return df[(df["output_defense"] == "none") & (df["target.defense.name"] == "none")]
 
 
+# defense facts from the target's manifest that the tables carry (where any row has them)
+DEFENSE_FACTS = (
+    "target_defense.guarantee",  # DP-SGD: (epsilon, delta), accountant, sampling rate, steps
+    "target_defense.frozen_param_fraction",  # TL: the achieved frozen share of the parameters
+    "target_defense.selected_smoothing",  # negative LS: the smoothing factor of the deployed checkpoint
+    "target_defense.robust_test_acc",  # AT: under the evaluation attack named in robust_eval_attack
+    "target_defense.robust_eval_attack",
+)
+
+
 def _defense_extra_cols(df) -> list[str]:
-    wanted = ("target_defense.epsilon", "target_defense.delta", "target_defense.robust_test_acc")
-    return [c for c in wanted if c in df.columns and df[c].notna().any()]
+    return [c for c in DEFENSE_FACTS if c in df.columns and df[c].notna().any()]
+
+
+def variant(row) -> str:
+    """The line a defended row belongs to: the defense name and its non-numeric strength parameters."""
+    name = row.get("target.defense.name", "none")
+    entry = registry.REGISTRIES["defense"].get(name)
+    parts = []
+    for key in entry.strength if entry is not None else ():
+        v = row.get(f"target.defense.params.{key}")
+        if isinstance(v, str) or type(v).__name__ in ("bool", "bool_"):  # numpy booleans too
+            parts.append(f"{key}={v if isinstance(v, str) else bool(v)}")
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:
+    """The piecewise-linear curve through (xs, ys) at ``x``; None outside [min xs, max xs]."""
+    pts = sorted(zip(xs, ys, strict=True))
+    if not pts or x < pts[0][0] or x > pts[-1][0]:
+        return None
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return pts[0][1]  # a single point, hit exactly
+
+
+def matched_utility(sub, undefended) -> None:
+    """Add, per defended row, the undefended curve's value at its accuracy and the difference (in place)."""
+    for metric, _ in METRICS:
+        at, diff, why = [], [], []
+        for _, row in sub.iterrows():
+            curve = undefended[(undefended["dataset"] == row["dataset"]) & (undefended["attack"] == row["attack"])]
+            curve = curve[curve[metric].notna() & curve["target_test_acc"].notna()]
+            value = None
+            if row["target.defense.name"] != "none" and len(curve) >= 2:
+                value = interpolate(list(curve["target_test_acc"]), list(curve[metric]), row["target_test_acc"])
+            at.append(float("nan") if value is None else value)
+            diff.append(float("nan") if value is None or row[metric] != row[metric] else row[metric] - value)
+            if row["target.defense.name"] == "none":
+                why.append("undefended")
+            elif len(curve) < 2:
+                why.append("fewer than 2 undefended targets")
+            elif value is None:
+                lo, hi = curve["target_test_acc"].min(), curve["target_test_acc"].max()
+                why.append(f"accuracy outside the undefended curve [{lo:.3g}, {hi:.3g}]")
+            else:
+                why.append("")
+        sub[f"undefended_{metric}_at_equal_acc"] = at
+        sub[f"{metric}_minus_undefended"] = diff
+        sub[f"matched_{metric}_note"] = why
 
 
 def _error_bars(ax, rows, xcol: str, ycol: str, color) -> None:
@@ -164,7 +237,8 @@ def _bars(ax, xs: list[float], picked: list, metric: str, width: float, label: s
 
 def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
     df = _plain(load(attacks_parquet))
-    pairs = df[df["target.defense.name"] != "none"][["dataset", "target"]].drop_duplicates()
+    defended = df[df["target.defense.name"] != "none"]
+    pairs = defended[["dataset", "target"]].drop_duplicates()
     title = "Privacy-utility: attack success against natural accuracy"
     if len(pairs) == 0:
         reason = "no defended target; add entries to `defenses` (e.g. mid, bido, negative-ls, tl)"
@@ -172,23 +246,38 @@ def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
         _write_text(table, markdown(None, [], title, f"Not in this configuration: {reason}."))
         return
     keys = set(map(tuple, pairs.values))
+    datasets = set(pairs["dataset"])
     sub = df[[(d, t) in keys for d, t in zip(df["dataset"], df["target"], strict=True)]].copy()
-    sub = sub.sort_values(["dataset", "target", "attack", "target.defense.name", "target_test_acc"])
+    undefended = df[(df["target.defense.name"] == "none") & df["dataset"].isin(datasets)]
+    sub["variant"] = [variant(r) for _, r in sub.iterrows()]
+    sub = sub.sort_values(["dataset", "target", "attack", "variant", "target_test_acc"])
     attacks = sorted(sub["attack"].unique())
     fig, axes = plt.subplots(len(METRICS), len(attacks), figsize=(5 * len(attacks), 4 * len(METRICS)), squeeze=False)
-    names = sorted(sub["target.defense.name"].unique())
-    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    names = sorted(sub["variant"].unique())
+    colors = {n: plt.cm.tab10(i % 10) for i, n in enumerate(n for n in names if n != "none")}
+    colors["none"] = "black"
     markers = {k: m for k, m in zip(sorted(keys), "osD^vP*X", strict=False)}
     for j, atk in enumerate(attacks):
         for i, (metric, label) in enumerate(METRICS):
             ax = axes[i, j]
-            a = sub[sub["attack"] == atk]
-            for (ds, tgt, name), grp in a.groupby(["dataset", "target", "target.defense.name"]):
+            for ds, curve in undefended[undefended["attack"] == atk].groupby("dataset"):
+                curve = curve[curve[metric].notna()].sort_values("target_test_acc")
+                series = (
+                    f"undefended, by training budget ({ds})" if len(datasets) > 1 else "undefended, by training budget"
+                )
+                ax.plot(curve["target_test_acc"], curve[metric], color="black", linestyle="--", marker="o",
+                        markerfacecolor="white", label=series, zorder=3)  # fmt: skip
+                _error_bars(ax, curve, "target_test_acc", metric, "black")
+                for _, row in curve.iterrows():
+                    ax.annotate(row["target"], (row["target_test_acc"], row[metric]), fontsize=7,
+                                xytext=(3, -9), textcoords="offset points")  # fmt: skip
+            a = sub[(sub["attack"] == atk) & (sub["target.defense.name"] != "none")]
+            for (ds, tgt, name), grp in a.groupby(["dataset", "target", "variant"]):
                 grp = grp.sort_values("target_test_acc")
                 ok = grp[grp[metric].notna()]
                 series = f"{name} ({ds}/{tgt})" if len(keys) > 1 else name
                 ax.plot(ok["target_test_acc"], ok[metric], marker=markers.get((ds, tgt), "o"), color=colors[name],
-                        label=series, linestyle="-" if name != "none" else "")  # fmt: skip
+                        label=series, linestyle="-")  # fmt: skip
                 _error_bars(ax, ok, "target_test_acc", metric, colors[name])
                 for _, row in ok.iterrows():
                     ax.annotate(row["defense"], (row["target_test_acc"], row[metric]), fontsize=7,
@@ -199,14 +288,29 @@ def privacy_utility(attacks_parquet: str, figure: str, table: str) -> None:
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
-    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(6, len(uniq)), fontsize=8,
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(5, len(uniq)), fontsize=8,
                bbox_to_anchor=(0.5, -0.02))  # fmt: skip
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     _savefig(fig, figure)
-    cols = ["dataset", "target", "attack", "defense", "target.defense.name", "strength", "target_test_acc",
-            *_defense_extra_cols(sub), "acc1", "knn_dist"]  # fmt: skip
-    note = "One row per (attack, defended target). Utility: the target's natural test accuracy."
+    import pandas as pd
+
+    # the table lists the undefended curve's own points too (the weaker targets are not in ``sub``)
+    curve_rows = undefended[~undefended.index.isin(sub.index)].assign(variant="none")
+    sub = pd.concat([sub, curve_rows]).sort_values(["dataset", "attack", "variant", "target_test_acc"])
+    matched_utility(sub, undefended)
+    cols = ["dataset", "target", "attack", "defense", "variant", "strength", "target_test_acc",
+            *_defense_extra_cols(sub), "acc1", "undefended_acc1_at_equal_acc", "acc1_minus_undefended",
+            "matched_acc1_note", "knn_dist", "undefended_knn_dist_at_equal_acc", "knn_dist_minus_undefended",
+            "matched_knn_dist_note"]  # fmt: skip
+    note = (
+        "One row per (attack, defended target). Utility: the target's natural test accuracy. "
+        "`undefended_<m>_at_equal_acc`: the undefended targets of the same dataset (different training budgets) "
+        "linearly interpolated at this target's accuracy; `<m>_minus_undefended`: this target's value minus it "
+        "(Acc@1: negative = less leakage than an undefended model of equal accuracy; KNN distance: positive). "
+        "Missing outside the undefended curve's accuracy range (no extrapolation), with the reason. The "
+        "differences carry no interval: read them beside the intervals of the values they come from."
+    )
     _write_text(table, markdown(sub, cols, title, note))
 
 
@@ -343,7 +447,9 @@ def robustness(attacks_parquet: str, figure: str, table: str) -> None:
 
 
 def _matrix_blocks(df):
-    """One block per (dataset, target): defense labels (columns), natural accuracy, Acc@1 per attack."""
+    """One block per (dataset, target): defense labels (columns), natural accuracy, training time, Acc@1 per attack.
+
+    Acc@1 cells are the rows themselves (value and interval columns); ``-`` where missing."""
     blocks = []
     for (ds, tgt), grp in df.groupby(["dataset", "target"], sort=True):
         defenses = list(dict.fromkeys(grp.sort_values(["target.defense.name", "defense"])["defense"]))
@@ -351,11 +457,14 @@ def _matrix_blocks(df):
             defenses.remove("none")
             defenses.insert(0, "none")
         nat = {d: grp[grp["defense"] == d]["target_test_acc"].iloc[0] for d in defenses}
+        wall = {}
+        if "target_wall_s" in grp.columns:
+            wall = {d: grp[grp["defense"] == d]["target_wall_s"].iloc[0] for d in defenses}
         attacks = sorted(grp["attack"].unique())
         cells = {}
         for _, row in grp.iterrows():
-            cells[(row["attack"], row["defense"])] = row["acc1"]
-        blocks.append((ds, tgt, defenses, nat, attacks, cells))
+            cells[(row["attack"], row["defense"])] = row
+        blocks.append((ds, tgt, defenses, nat, wall, attacks, cells))
     return blocks
 
 
@@ -365,22 +474,56 @@ def _cell(v) -> str:
     return f"{100 * v:.1f}"
 
 
+def _acc_cell(row) -> str:
+    """Acc@1 in % with the row's interval (``± h`` for t intervals over seeds, ``[low, high]`` for a bootstrap)."""
+    if row is None:
+        return "-"
+    low, high = interval_of(row, "acc1")
+    return with_interval(row["acc1"], low, high, scale=100, fixed=1, missing="-", symmetric=symmetric(row))
+
+
+def _seconds(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.0f}"
+
+
+def defense_facts(grp) -> str:
+    """The defense facts of one defense's rows (the guarantee of a DP target, TL's frozen share, ...)."""
+    row = grp.iloc[0]
+    parts = []
+    for col in DEFENSE_FACTS:
+        v = row.get(col)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        parts.append(f"{col.split('.', 1)[1]} {_fmt(v)}")
+    return "; ".join(parts)
+
+
 def defense_matrix(attacks_parquet: str, md_out: str, tex_out: str) -> None:
-    """Attacks x defenses: natural accuracy (first row) and Acc@1 (%) of every attack."""
+    """Attacks x defenses: natural accuracy and training time (first rows) and Acc@1 (%) of every attack."""
     df = load(attacks_parquet)
     md = ["# Attacks x defenses", "",
-          "Natural accuracy of each (defended) target and the attack's Acc@1 on it, in %. "
-          "`-`: the run is missing or the metric could not be computed.", ""]  # fmt: skip
+          "Natural accuracy of each (defended) target, its measured training wall time, and the attack's Acc@1 on "
+          "it, in %, with its interval where the table has one (`± h`: t interval over seeds; `[low, high]`: "
+          "bootstrap over the reconstructions of one run). `-`: the run is missing or the metric could not be "
+          "computed.", ""]  # fmt: skip
     tex = ["% Attacks x defenses: natural accuracy and Acc@1 (%), generated by mibench_core.report.perspectives"]
-    for ds, tgt, defenses, nat, attacks, cells in _matrix_blocks(df):
+    for ds, tgt, defenses, nat, wall, attacks, cells in _matrix_blocks(df):
         md += [f"## {ds} / {tgt}", "", "| | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
         md.append("| natural acc. | " + " | ".join(_cell(nat[d]) for d in defenses) + " |")
+        if wall:
+            md.append("| training time (s, measured) | " + " | ".join(_seconds(wall[d]) for d in defenses) + " |")
         for atk in attacks:
-            md.append(f"| {atk} Acc@1 | " + " | ".join(_cell(cells.get((atk, d))) for d in defenses) + " |")
+            md.append(f"| {atk} Acc@1 | " + " | ".join(_acc_cell(cells.get((atk, d))) for d in defenses) + " |")
         md.append("")
 
         def esc(s: str) -> str:
             return str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+        def acc(a, d, cells=cells):
+            row = cells.get((a, d))
+            return _cell(None if row is None else row["acc1"])
 
         tex += [
             r"\begin{table}[t]",
@@ -392,15 +535,17 @@ def defense_matrix(attacks_parquet: str, md_out: str, tex_out: str) -> None:
             r"\midrule",
             "Natural acc. & " + " & ".join(_cell(nat[d]) for d in defenses) + r" \\",
             r"\midrule",
-            *[esc(a) + " & " + " & ".join(_cell(cells.get((a, d))) for d in defenses) + r" \\" for a in attacks],
+            *[esc(a) + " & " + " & ".join(acc(a, d) for d in defenses) + r" \\" for a in attacks],
             r"\bottomrule",
             r"\end{tabular}",
             r"\end{table}",
             "",
         ]
     strengths = df[["defense", "target.defense.name", "strength"]].drop_duplicates().sort_values("defense")
-    md += ["Defense strengths:", ""]
-    md += [f"- `{r['defense']}`: {r['target.defense.name']} ({r['strength']})" for _, r in strengths.iterrows()]
+    md += ["Defense strengths (and the facts each defended target's manifest records):", ""]
+    for _, r in strengths.iterrows():
+        facts = defense_facts(df[df["defense"] == r["defense"]])
+        md.append(f"- `{r['defense']}`: {r['target.defense.name']} ({r['strength']})" + (f"; {facts}" if facts else ""))
     _write_text(md_out, "\n".join(md) + "\n")
     _write_text(tex_out, "\n".join(tex) + "\n")
 
