@@ -8,7 +8,9 @@ gets is its registry ``access`` (the stage fills only that):
 
 * ``white-box``: ``ctx.f1``, the edge part with the target's weights (frozen);
 * ``feature-queries``: ``ctx.oracle``, a query-counting
-  :class:`~mibench_core.split.oracle.FeatureOracle` of ``f1`` (black box);
+  :class:`~mibench_core.split.oracle.FeatureOracle` of ``f1`` (black box),
+  and ``ctx.arch``, the architecture's name (the authors' decoders mirror
+  its structure, not its weights);
 * ``query-free``: ``ctx.f2``, the cloud part with the target's weights
   (frozen: the untrusted party runs it), and ``ctx.shadow_f1(structure)``,
   a freshly initialised edge network of the target's structure (``same``)

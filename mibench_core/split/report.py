@@ -7,7 +7,7 @@ knowledge setting x split point). Columns: the labels (``group`` =
 setting (``access``, ``data``, ``structure``), the scores (``psnr``,
 ``ssim``, ``acc1``, ``reference_acc1``; missing values null with the reason
 in ``missing_reasons``), queries, what the technique reported (feature loss,
-shadow accuracy, decoder loss), the target's accuracy, artifact ids, wall
+shadow accuracy, decoder loss, the TV weight it chose: ``lambda_tv``), the target's accuracy, artifact ids, wall
 times and every technique parameter (``params.*``).
 
 Each score also has its 95% Student's t interval over the victims
