@@ -7,7 +7,10 @@ stdlib only.
 Consistency (:func:`consistency`, always): class ids the dataset has
 (``private_classes: [42]`` of a 10-class dataset), a resolution every
 configured prior can produce (the DCGAN-style GANs need a power of two >= 8),
-a ``top_k`` / top-k ``k`` no larger than the number of private classes.
+a ``top_k`` / top-k ``k`` no larger than the number of private classes,
+and split-inference networks that can take the track's images
+(:mod:`mibench_core.split.shapes`, which imports torch, only when that track
+is configured).
 
 Files (:func:`problems`): it checks every dataset ``root`` and every parameter that
 names a file (a key ending in ``weights``, ``checkpoint``, ``_path`` or
@@ -149,6 +152,10 @@ def consistency(cfg: dict, workdir: str | os.PathLike | None = None) -> list[str
                         f"config key '{section}[{i}].{key}': {k} is more than the {k_max} private classes "
                         "a target answers for"
                     )
+    if (cfg.get("split_inference") or {}).get("targets"):  # torch only when the split track is on
+        from mibench_core.split.shapes import problems as split_shape_problems
+
+        out += split_shape_problems(cfg)
     return out
 
 

@@ -8,7 +8,10 @@ technique only what its threat model (registry ``access``) holds
 (:mod:`mibench_core.split.contract`): ``f1`` itself (white-box), a
 query-counting oracle of ``f1`` (feature-queries), or ``f2`` and fresh
 networks of the edge's structure (query-free). The victims' images never
-reach the technique.
+reach the technique: its own data comes through
+:class:`~mibench_core.split.contract.AttackerData`, which cannot read the
+private test split, and the stage drops its copy of the data before the
+technique runs.
 
 Victims: ``victims.count`` images of the private *test* split (inference
 inputs the model never trained on, as in the paper), drawn with a generator
@@ -31,7 +34,7 @@ import torch
 from mibench_core import registry, store
 from mibench_core.data.common import to_model_range
 from mibench_core.runtime import pick_device, seed_everything
-from mibench_core.split.contract import SplitContext, SplitResult
+from mibench_core.split.contract import AttackerData, SplitContext, SplitResult
 
 log = logging.getLogger("mibench.split")
 
@@ -73,7 +76,9 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     features = observe(f1, to_model_range(data["private_test_x"][index]), device)
     del data
     image_shape = (info["channels"], info["resolution"], info["resolution"])
-    ctx = SplitContext(features, image_shape, info["num_classes"], point, device, gen, data_dir)
+    ctx = SplitContext(
+        features, image_shape, info["num_classes"], point, device, gen, AttackerData(data_dir), arch=tspec["arch"]
+    )
     oracle = None
     if entry.access == "white-box":
         ctx.f1 = f1

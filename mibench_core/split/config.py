@@ -17,7 +17,7 @@ import copy
 from typing import Any
 
 from mibench_core import registry
-from mibench_core.split.settings import DATA_SOURCES, LABELLED_SOURCES, STRUCTURES, resolve
+from mibench_core.split.settings import DATA_SOURCES, LABELLED_SOURCES, SELECT_SOURCES, STRUCTURES, resolve
 
 # Defenses whose models the split stage cannot cut at a layer of the architecture: MID wraps the features
 # in a bottleneck with its own head, so f2 would not be the architecture's remaining layers.
@@ -171,6 +171,16 @@ def _check_attacks(sec: dict) -> None:
                 raise _err(f"{key}.data", f"{params['data']!r} is not one of {', '.join(allowed)}{why}")
             if params["data"] == "noise" and not params.get("samples"):
                 raise _err(f"{key}.samples", "noise queries need a number of samples")
+        if "lambda_tv_grid" in params:
+            grid = params["lambda_tv_grid"]
+            if not grid or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in grid):
+                raise _err(f"{key}.lambda_tv_grid", f"expected a non-empty list of weights >= 0, got {grid!r}")
+            params["lambda_tv_grid"] = [float(v) for v in grid]
+        if "select_data" in params and params["select_data"] not in SELECT_SOURCES:
+            raise _err(
+                f"{key}.select_data",
+                f"{params['select_data']!r} is not one of {', '.join(SELECT_SOURCES)} (the attacker's own images)",
+            )
         if "structure" in params and params["structure"] not in STRUCTURES:
             raise _err(f"{key}.structure", f"{params['structure']!r} is not one of {', '.join(STRUCTURES)}")
         label = item.get("label") or "-".join(

@@ -8,12 +8,20 @@ gets is its registry ``access`` (the stage fills only that):
 
 * ``white-box``: ``ctx.f1``, the edge part with the target's weights (frozen);
 * ``feature-queries``: ``ctx.oracle``, a query-counting
-  :class:`~mibench_core.split.oracle.FeatureOracle` of ``f1`` (black box);
+  :class:`~mibench_core.split.oracle.FeatureOracle` of ``f1`` (black box),
+  and ``ctx.arch``, the architecture's name (the authors' decoders mirror
+  its structure, not its weights);
 * ``query-free``: ``ctx.f2``, the cloud part with the target's weights
   (frozen: the untrusted party runs it), and ``ctx.shadow_f1(structure)``,
   a freshly initialised edge network of the target's structure (``same``)
   or of the alternative one (``alternative``) -- knowledge of the
   architecture, not of its weights.
+
+The attacker's own data comes through :class:`AttackerData`, which reads
+only the splits an attacker may hold (the target's training split, the
+private validation split, the public split) from the data artifact, one
+tensor at a time, and keeps nothing: the victims (the private test split)
+are never loaded into anything a technique receives.
 """
 
 from __future__ import annotations
@@ -26,10 +34,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from mibench_core import store
 from mibench_core.split.settings import DATA_SOURCES, LABELLED_SOURCES
 
 _SPLIT_OF = {"train": "private_train", "heldout": "private_val", "public": "public"}
+
+
+class AttackerData:
+    """Read access to the attacker's splits of a data artifact, and to nothing else.
+
+    Each call opens the file and reads the named tensors of one allowed split (no cache); the victims'
+    split cannot be named."""
+
+    __slots__ = ("_path",)
+
+    def __init__(self, data_dir: str | Path):
+        self._path = str(Path(data_dir) / "data.safetensors")
+
+    def __repr__(self) -> str:
+        return "AttackerData(train, heldout, public)"
+
+    def read(self, source: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(images, labels)`` (uint8 images; labels None where the split has none) of ``source``."""
+        from safetensors import safe_open
+
+        if source not in _SPLIT_OF:
+            raise ValueError(f"no attacker split {source!r}; valid: {', '.join(_SPLIT_OF)}")
+        split = _SPLIT_OF[source]
+        with safe_open(self._path, framework="pt") as f:
+            keys = set(f.keys())
+            x = f.get_tensor(f"{split}_x")
+            y = f.get_tensor(f"{split}_y") if f"{split}_y" in keys else None
+        return x, y
 
 
 @dataclass
@@ -40,17 +75,12 @@ class SplitContext:
     split_point: str
     device: torch.device
     gen: torch.Generator
-    data_dir: str
+    data: AttackerData | None = None  # the attacker's own splits (never the victims')
     f1: nn.Module | None = None  # white-box only
     oracle: Any = None  # feature-queries only: FeatureOracle
     f2: nn.Module | None = None  # query-free only
     shadow_f1: Callable[[str], nn.Module] | None = None  # query-free only: "same" | "alternative"
-    _data: dict | None = field(default=None, repr=False)
-
-    def _tensors(self) -> dict:
-        if self._data is None:
-            self._data = store.load_tensors(Path(self.data_dir) / "data.safetensors")
-        return self._data
+    arch: str = ""  # the target's architecture name (its structure is public; its weights are not)
 
     def attacker_images(
         self, source: str, samples: int | None, labelled: bool = False
@@ -58,7 +88,9 @@ class SplitContext:
         """The attacker's images in [-1, 1] (float, CPU) and their labels (None for unlabelled sources).
 
         ``samples`` caps a data split with a seeded random subset (None: all of it) and is the number of
-        noise images (required for ``noise``). Noise images are uniform in [0, 1] per pixel."""
+        noise images (required for ``noise``). Noise images are standard Gaussian per pixel, N(0, 1) in
+        the model's input range (the paper's Section 5.1: "pure noise sampled from the standard Gaussian
+        distribution (zero mean, unit variance)"), so they reach beyond the images' [-1, 1]."""
         from mibench_core.data.common import to_model_range
 
         if source not in DATA_SOURCES:
@@ -68,11 +100,10 @@ class SplitContext:
         if source == "noise":
             if not samples:
                 raise ValueError("noise queries need a number of samples")
-            x = torch.rand((samples, *self.image_shape), generator=self.gen) * 2 - 1
-            return x, None
-        data = self._tensors()
-        x = data[f"{_SPLIT_OF[source]}_x"]
-        y = data.get(f"{_SPLIT_OF[source]}_y")
+            return torch.randn((samples, *self.image_shape), generator=self.gen), None
+        if self.data is None:
+            raise ValueError(f"this technique was given no attacker data (asked for {source!r})")
+        x, y = self.data.read(source)
         if samples is not None and samples < len(x):
             pick = torch.randperm(len(x), generator=self.gen)[:samples]
             x, y = x[pick], (y[pick] if y is not None else None)

@@ -6,7 +6,7 @@ feeds its own images ``x`` through ``f1`` (a query-counting
 ``g`` with the L2 loss ``||g(f1(x)) - x||^2`` and answers a victim's
 features with ``g(f1(x0))``. The attacker's images (``data``): the
 target's training set (``train``), other images of the same distribution
-(``heldout``), the public split (``public``) or uniform random noise images
+(``heldout``), the public split (``public``) or standard Gaussian noise images
 (``noise``), ``samples`` of them (None: the whole split; required for
 noise). Each image is queried once and its features are reused every
 epoch (``f1`` is deterministic, so re-querying per epoch, as the authors'
@@ -17,18 +17,32 @@ Training: the authors' ``inverse_blackbox_decoder_CIFAR.py``: Adam (lr
 every 10 epochs (their ``decrease_LR`` default), mean squared error in the
 model's input range.
 
-Decoder (:func:`build_decoder`): the authors hand-built one mirror of f1 per
-split point. We build it from what a black-box attacker knows, the shape of
-the features and of the images: for vector features (a fully-connected
-split point) a linear layer to a 64-channel map of a quarter of the image
-side; then transposed convolutions (4x4, stride 2) that double the side
-while it fits, halving the channels (at least 16); a last layer to the
-image's channels and exact side (a transposed convolution of kernel
-``H - h + 1`` when the map is smaller, a 3x3 convolution when equal, a
-valid convolution when larger); ReLU between layers, none at the end. At a
-convolutional split point of LeNet on 28 px this gives the authors'
-decoders' shape (one 5x5 layer from conv1; two from ReLU2); on the CIFAR
-CNN their stride-2 transposed 3x3 layers become 4x4 ones.
+Decoder (:func:`build_decoder`): the authors' decoder for the split point
+where their ``net.py`` has one, and the same pattern extended where it has
+none (the paper names no decoder beyond these). At LeNet conv1 (and ReLU1):
+``LeNetDecoderconv1``, one 5x5 convolution with padding 4 back to the image.
+At LeNet conv2 / ReLU2: ``LeNetDecoderReLU2``, a 5x5 transposed convolution
+(16 to 8), ReLU, a 5x5 transposed convolution of stride 2 (8 to the image's
+channels). At CIFAR conv11 to ReLU12: ``CIFAR10CNNDecoderconv1``, one 3x3
+transposed convolution (64 to 3, padding 1). At CIFAR conv21 to ReLU22:
+``CIFAR10CNNDecoderReLU22``, at conv31 to ReLU32: ``CIFAR10CNNDecoderReLU32``
+(3x3 transposed convolutions of stride 2, one per pooling stage, ReLU
+between, 3x3 to the image last). Ours, by the same pattern: a pooling point
+takes the next deeper point's decoder less its first layer's channel change
+(LeNet pool1: the ReLU2 decoder's last layer; LeNet pool2: a 5x5 stride-2
+transposed convolution 16 to 8, then that layer; CIFAR pool1/2/3: a 3x3
+stride-2 transposed convolution keeping the channels before the previous
+block's decoder); a fully-connected point mirrors its linear layers (ReLU
+between) back to the last pooling layer's map, then takes that pooling
+point's decoder. Transposed convolutions get the exact output size of the
+layer they mirror (the authors' ``output_padding`` on 28 px MNIST, the same
+rule on 32 px). The authors' decoders mirror f1's structure, so the attacker
+knows the architecture (not its weights), as in their code.
+
+Deviations from the paper's text (Section 5.1), following the authors' code
+instead: Adam (with their eps and AMSGrad) rather than SGD, and PyTorch's
+default initialisation rather than Xavier. Random-noise queries are standard
+Gaussian in the model's input range (:meth:`SplitContext.attacker_images`).
 """
 
 from __future__ import annotations
@@ -71,52 +85,84 @@ log = logging.getLogger("mibench.split.inverse_net")
 class Decoder(nn.Module):
     """A stack of layers; transposed convolutions get the exact output size they were built for."""
 
-    def __init__(self, stages: list[tuple[nn.Module, tuple[int, int] | None]], unflatten: tuple[int, ...] | None):
+    def __init__(self, stages: list[tuple[nn.Module, tuple[int, int] | None]]):
         super().__init__()
         self.stages = nn.ModuleList(m for m, _ in stages)
         self.sizes = [s for _, s in stages]
-        self.unflatten = unflatten
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = h
-        n = len(self.stages)
-        for i, (layer, size) in enumerate(zip(self.stages, self.sizes)):
-            if isinstance(layer, nn.ConvTranspose2d) and size is not None:
-                x = layer(x, output_size=size)
-            else:
-                x = layer(x)
-            if self.unflatten is not None and i == 0:
-                x = x.view(len(x), *self.unflatten)
-            if i < n - 1:
-                x = F.relu(x)
+        for layer, size in zip(self.stages, self.sizes):
+            x = layer(x, output_size=size) if isinstance(layer, nn.ConvTranspose2d) and size is not None else layer(x)
         return x
 
 
-def build_decoder(feature_shape: tuple[int, ...], image_shape: tuple[int, int, int]) -> Decoder:
-    """A decoder from features of ``feature_shape`` to images of ``image_shape`` (module docstring)."""
+def _lenet_sides(side: int) -> tuple[int, int, int]:
+    """LeNet's map sides: after conv1, pool1, conv2 (pool2 halves the last)."""
+    c1 = side - 4
+    return c1, c1 // 2, c1 // 2 - 4
+
+
+def _lenet_stages(point: str, c_img: int, side: int) -> list[tuple[nn.Module, tuple[int, int] | None]]:
+    c1, p1, c2 = _lenet_sides(side)
+    img = (side, side)
+    if point in ("conv1", "ReLU1"):  # LeNetDecoderconv1
+        return [(nn.Conv2d(8, c_img, 5, padding=4), None)]
+    last = [(nn.ConvTranspose2d(8, c_img, 5, stride=2), img)]  # LeNetDecoderReLU2's deconv2
+    if point == "pool1":
+        return last
+    if point in ("conv2", "ReLU2"):  # LeNetDecoderReLU2
+        return [(nn.ConvTranspose2d(16, 8, 5), (p1, p1)), (nn.ReLU(), None), *last]
+    pool2 = [(nn.ConvTranspose2d(16, 8, 5, stride=2), (p1, p1)), (nn.ReLU(), None), *last]
+    if point == "pool2":
+        return pool2
+    s2 = c2 // 2
+    body = [(nn.Linear(120, 16 * s2 * s2), None), (nn.ReLU(), None), (nn.Unflatten(1, (16, s2, s2)), None), *pool2]
+    if point in ("fc1", "fc1act"):
+        return body
+    if point in ("fc2", "fc2act"):
+        return [(nn.Linear(84, 120), None), (nn.ReLU(), None), *body]
+    raise ValueError(f"no decoder for lenet-split point {point!r}")
+
+
+def _cifar_stages(point: str, c_img: int, side: int) -> list[tuple[nn.Module, tuple[int, int] | None]]:
+    def up(c_in: int, c_out: int, to: int) -> tuple[nn.Module, tuple[int, int]]:
+        return nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1), (to, to)
+
+    relu = (nn.ReLU(), None)
+    block1 = [(nn.ConvTranspose2d(64, c_img, 3, padding=1), None)]  # CIFAR10CNNDecoderconv1
+    if point in ("conv11", "ReLU11", "conv12", "ReLU12"):
+        return block1
+    if point == "pool1":
+        return [up(64, c_img, side)]
+    block2 = [up(128, 64, side), relu, *block1]  # CIFAR10CNNDecoderReLU22
+    if point in ("conv21", "ReLU21", "conv22", "ReLU22"):
+        return block2
+    pool2 = [up(128, 128, side // 2), relu, *block2]
+    if point == "pool2":
+        return pool2
+    block3 = [up(128, 128, side // 2), relu, up(128, 64, side), relu, *block1]  # CIFAR10CNNDecoderReLU32
+    if point in ("conv31", "ReLU31", "conv32", "ReLU32"):
+        return block3
+    pool3 = [up(128, 128, side // 4), relu, *block3]
+    if point == "pool3":
+        return pool3
+    s3 = side // 8
+    if point in ("fc1", "fc1act"):
+        return [(nn.Linear(512, 128 * s3 * s3), None), relu, (nn.Unflatten(1, (128, s3, s3)), None), *pool3]
+    raise ValueError(f"no decoder for cifar-cnn-split point {point!r}")
+
+
+DECODERS = {"lenet-split": _lenet_stages, "cifar-cnn-split": _cifar_stages}
+
+
+def build_decoder(arch: str, point: str, image_shape: tuple[int, int, int]) -> Decoder:
+    """The inverse network's decoder at ``point`` of ``arch`` for images of ``image_shape`` (module
+    docstring)."""
+    if arch not in DECODERS:
+        raise ValueError(f"no inverse-network decoder for architecture {arch!r}; known: {', '.join(DECODERS)}")
     c_img, side, _ = image_shape
-    stages: list[tuple[nn.Module, tuple[int, int] | None]] = []
-    unflatten = None
-    if len(feature_shape) == 1:
-        seed_side, seed_c = max(1, side // 4), 64
-        stages.append((nn.Linear(feature_shape[0], seed_c * seed_side * seed_side), None))
-        unflatten = (seed_c, seed_side, seed_side)
-        c, h = seed_c, seed_side
-    elif len(feature_shape) == 3:
-        c, h, _ = feature_shape
-    else:
-        raise ValueError(f"cannot build a decoder for features of shape {feature_shape}")
-    while 2 * h <= side:
-        c_next = max(16, c // 2)
-        stages.append((nn.ConvTranspose2d(c, c_next, 4, stride=2, padding=1), (2 * h, 2 * h)))
-        c, h = c_next, 2 * h
-    if h < side:
-        stages.append((nn.ConvTranspose2d(c, c_img, side - h + 1), (side, side)))
-    elif h == side:
-        stages.append((nn.Conv2d(c, c_img, 3, padding=1), None))
-    else:
-        stages.append((nn.Conv2d(c, c_img, h - side + 1), None))
-    return Decoder(stages, unflatten)
+    return Decoder(DECODERS[arch](point, c_img, side))
 
 
 def train_decoder(
@@ -158,7 +204,7 @@ def run_attack(
 ) -> SplitResult:
     images, _ = ctx.attacker_images(data, samples)
     feats = ctx.oracle(images.to(ctx.device)).cpu()
-    decoder = build_decoder(tuple(ctx.features.shape[1:]), ctx.image_shape)
+    decoder = build_decoder(ctx.arch, ctx.split_point, ctx.image_shape)
     history = train_decoder(
         decoder, feats, images, epochs=epochs, batch_size=batch_size, lr=lr, adam_eps=adam_eps, amsgrad=amsgrad,
         halve_lr_every=halve_lr_every, gen=ctx.gen, device=ctx.device,

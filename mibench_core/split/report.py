@@ -7,12 +7,24 @@ knowledge setting x split point). Columns: the labels (``group`` =
 setting (``access``, ``data``, ``structure``), the scores (``psnr``,
 ``ssim``, ``acc1``, ``reference_acc1``; missing values null with the reason
 in ``missing_reasons``), queries, what the technique reported (feature loss,
-shadow accuracy, decoder loss), the target's accuracy, artifact ids, wall
+shadow accuracy, decoder loss, the TV weight it chose: ``lambda_tv``), the target's accuracy, artifact ids, wall
 times and every technique parameter (``params.*``).
+
+Each score also has its 95% Student's t interval over the victims
+(``psnr_low`` / ``psnr_high`` and so on, from the per-victim scores of the
+metric stage), and PSNR and SSIM have the paper's value for the same
+architecture, knowledge setting and split point where its Tables 3
+(white-box), 4 (black-box) and 6 (query-free) give one (``paper_psnr``,
+``paper_ssim``; null elsewhere). The paper's numbers are for MNIST (LeNet)
+and CIFAR-10 (CIFAR CNN) at its own training budgets; a dataset of ours
+with another name is compared with the paper's dataset for the same
+architecture, which the Markdown says in its heading.
 
 The Markdown tables are laid out like the paper's: per trained target, a
 PSNR, an SSIM and an Acc@1 table whose rows are the techniques with their
-knowledge setting and whose columns are the split points, shallow to deep.
+knowledge setting and whose columns are the split points, shallow to deep;
+a cell is the mean over victims, its 95% interval, and the paper's value
+where there is one.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from mibench_core import registry, store  # noqa: E402
+from mibench_core.stats import t_interval  # noqa: E402
 
 DATA_WORDS = {
     "train": "target's training set",
@@ -37,6 +50,37 @@ DATA_WORDS = {
     "noise": "random noise",
 }
 SCORES = (("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("acc1", "Acc@1", 3))
+CONFIDENCE = 0.95
+
+# He, Zhang, Lee 2019, (PSNR dB, SSIM) by architecture, knowledge setting (as :func:`setting` words it) and
+# split point: Table 3 (white-box rMLE), Table 4 (black-box inverse network: "same set" = queries of the
+# training set, "same dist" = other images of its distribution, "rand set" = Gaussian noise), Table 6
+# (query-free). LeNet on MNIST, the CIFAR CNN on CIFAR-10.
+PAPER_DATASET = {"lenet-split": "MNIST", "cifar-cnn-split": "CIFAR-10"}
+_PAPER_POINTS = {"lenet-split": ("conv1", "ReLU2"), "cifar-cnn-split": ("conv11", "ReLU22", "ReLU32")}
+_PAPER_ROWS = {  # setting: (PSNR by point, SSIM by point), MNIST points then CIFAR-10 points
+    "white-box": ((39.69, 15.10, 37.59, 19.47, 13.38), (0.9969, 0.5998, 0.9960, 0.6940, 0.1625)),
+    "black-box, queries: target's training set": (
+        (39.64, 20.35, 49.88, 19.81, 15.42), (0.9887, 0.7334, 0.9993, 0.6939, 0.3124)),
+    "black-box, queries: same-distribution set": (
+        (40.72, 20.81, 49.02, 19.36, 13.95), (0.9950, 0.8046, 0.9992, 0.6802, 0.2196)),
+    "black-box, queries: random noise": (
+        (14.76, 7.72, 48.59, 12.79, 12.37), (0.7188, 0.4310, 0.9996, 0.2930, 0.0440)),
+    "query-free, same set, same net": ((17.60, 9.61, 21.16, 12.74, 11.09), (0.7423, 0.4981, 0.9104, 0.1752, 0.0419)),
+    "query-free, diff set, same net": ((21.53, 9.27, 21.45, 11.51, 11.98), (0.9121, 0.4652, 0.9145, 0.1723, 0.0102)),
+    "query-free, same set, diff net": ((12.59, 8.05, 17.55, 12.46, 10.68), (0.6430, 0.3790, 0.6344, 0.2714, 0.0247)),
+    "query-free, diff set, diff net": ((17.86, 8.03, 13.06, 11.30, 11.47), (0.6952, 0.3226, 0.1553, 0.0467, 0.0793)),
+}  # fmt: skip
+
+
+def paper_value(arch: str, setting_words: str, point: str) -> tuple[float, float] | None:
+    """(PSNR, SSIM) of the paper's Tables 3, 4, 6 for this architecture, setting and split point, or None."""
+    row = _PAPER_ROWS.get(setting_words)
+    if row is None or arch not in _PAPER_POINTS or point not in _PAPER_POINTS[arch]:
+        return None
+    offset = 0 if arch == "lenet-split" else len(_PAPER_POINTS["lenet-split"])
+    i = offset + _PAPER_POINTS[arch].index(point)
+    return row[0][i], row[1][i]
 
 
 def setting(access: str, params: dict) -> str:
@@ -89,13 +133,22 @@ def collect(metric_dirs: list[str], labels: dict[str, dict] | None = None) -> li
             entry = registry.get("split_attack", run["name"])
             params = run["spec"]["params"]
             names = labels[sid] if labels is not None else _labels_from_manifests(manifest, run)
+            words = setting(entry.access, params)
+            paper = paper_value(target["spec"]["arch"], words, res["split_point"])
+            per_sample = sc.get("per_sample") or {}
+            spread = {}
+            for key, _, _ in SCORES:
+                _, low, high = t_interval(per_sample.get(key) or [], CONFIDENCE)
+                spread[f"{key}_low"], spread[f"{key}_high"] = low, high
             row: dict[str, Any] = {
                 **{k: names[k] for k in ("run", "group", "dataset", "target", "defense", "technique")},
                 "technique_name": run["name"],
-                "access": entry.access, "setting": setting(entry.access, params),
+                "access": entry.access, "setting": words,
                 "data": params.get("data"), "structure": params.get("structure"),
                 "split_point": res["split_point"], "depth": points.index(res["split_point"]),
                 "psnr": sc["psnr"], "ssim": sc["ssim"], "acc1": sc["acc1"], "reference_acc1": sc["reference_acc1"],
+                **spread, "paper_psnr": paper[0] if paper else None, "paper_ssim": paper[1] if paper else None,
+                "lambda_tv": res.get("lambda_tv"),
                 "missing_reasons": json.dumps(sc["missing"]), "num_reconstructions": res["num_reconstructions"],
                 "queries": res.get("queries"), "feature_shape": json.dumps(res["feature_shape"]),
                 "feature_loss": res.get("feature_loss"), "shadow_train_acc": res.get("shadow_train_acc"),
@@ -130,6 +183,18 @@ def _fmt(value, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _cell(row, key: str, digits: int) -> str:
+    """``mean [low, high]`` and ``(paper x)`` where the paper has a value."""
+    text = _fmt(row[key], digits)
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if text != "missing" and low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    paper = row.get(f"paper_{key}")
+    if paper is not None and not (isinstance(paper, float) and math.isnan(paper)):
+        text += f" (paper {paper:.{digits}f})"
+    return text
+
+
 def markdown_table(table: str, out: str) -> None:
     """Per trained target, a PSNR, an SSIM and an Acc@1 table: rows technique (knowledge setting), columns
     split points (shallow to deep)."""
@@ -141,7 +206,9 @@ def markdown_table(table: str, out: str) -> None:
         "",
         "He, Zhang, Lee 2019. Scores against the exact inputs whose features were inverted (private test images): "
         "PSNR (dB, data range 1) and SSIM per sample, averaged; Acc@1 = the evaluation model's top-1 accuracy "
-        "on the reconstructions (its accuracy on the originals in the heading).",
+        "on the reconstructions (its accuracy on the originals in the heading). Each cell: the mean over "
+        f"victims [its {CONFIDENCE:.0%} Student's t interval over victims], and the paper's value (Tables 3, 4 "
+        "and 6) for the same architecture, knowledge setting and split point where it gives one.",
         "",
     ]
     reasons: dict[str, str] = {}
@@ -153,7 +220,13 @@ def markdown_table(table: str, out: str) -> None:
             "",
             f"Target {first['target_arch']} (test accuracy {first['target_test_acc']:.4f}); "
             f"{int(first['num_reconstructions'])} victims; evaluation-model Acc@1 on the originals "
-            f"{first['reference_acc1']:.3f}.",
+            f"{first['reference_acc1']:.3f}."
+            + (
+                f" Paper values: {PAPER_DATASET[first['target_arch']]} (the paper's data set and training budget, "
+                "not this run's)."
+                if first["target_arch"] in PAPER_DATASET
+                else ""
+            ),
             "",
         ]
         for key, label, digits in SCORES:  # one table per score, the paper's PSNR and SSIM blocks
@@ -162,7 +235,7 @@ def markdown_table(table: str, out: str) -> None:
             for technique, rows in g.groupby("technique", sort=False):
                 by_point = rows.set_index("split_point")
                 cells = [technique, rows.iloc[0]["setting"]]
-                cells += [_fmt(by_point.loc[p, key], digits) if p in by_point.index else "—" for p in points]
+                cells += [_cell(by_point.loc[p], key, digits) if p in by_point.index else "—" for p in points]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         for _, r in g.iterrows():

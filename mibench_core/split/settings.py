@@ -10,8 +10,9 @@ from typing import Any
 
 # The attacker's data: the target's training set; other images of the same distribution (the private
 # validation split: labelled, never trained on, never a victim); the public split (other classes under the
-# class-disjoint protocol, unlabelled); uniform noise images.
+# class-disjoint protocol, unlabelled); standard Gaussian noise images.
 DATA_SOURCES = ("train", "heldout", "public", "noise")
+SELECT_SOURCES = ("train", "heldout", "public")  # images rMLE's attacker chooses its TV weight on
 LABELLED_SOURCES = ("train", "heldout")
 STRUCTURES = ("same", "alternative")  # the query-free shadow's edge structure
 
