@@ -165,3 +165,24 @@ def test_merlin_counts_loss_increases():
     x[1] = 255  # far from the minimum
     out = ppv.merlin(answer, x, np.array([0, 0]), 50, 0.05, torch.Generator().manual_seed(0))
     assert out[0] == 1.0 and 0.2 < out[1] < 0.8
+
+
+@pytest.mark.parametrize("margin", [10, 17, 20, 25, 37, 40, 50, 60])
+def test_signals_are_exact_at_large_logit_margins(margin):
+    # five classes, logits (m, 0, 0, 0, 0), released as float32 probabilities (what the oracle returns)
+    logits = np.array([[float(margin), 0.0, 0.0, 0.0, 0.0]])
+    p = signals.release(signals.softmax(logits), "probabilities")
+    y = np.array([0])
+    e = math.exp(-margin)
+    loss = math.log1p(4 * e)  # -log p_y
+    q = e / (1 + 4 * e)  # each other class
+    assert signals.ce_loss(p, y)[0] == pytest.approx(loss, rel=1e-5)
+    assert signals.logit_confidence(p, y)[0] == pytest.approx(margin - math.log(4), rel=1e-6)
+    want_ment = 4 * q * loss - 4 * q * math.log1p(-q)
+    assert signals.m_entropy(p, y)[0] == pytest.approx(want_ment, rel=1e-5)
+    # a wrong class saturated: the true label's entry is tiny, 1 - p_wrong is the sum of the others
+    p2 = signals.release(signals.softmax(logits), "probabilities")
+    y2 = np.array([1])
+    p0 = 1 / (1 + 4 * e)
+    want2 = -(1 - q) * math.log(q) - p0 * math.log(4 * q) - 3 * q * math.log1p(-q)
+    assert signals.m_entropy(p2, y2)[0] == pytest.approx(want2, rel=1e-5)
