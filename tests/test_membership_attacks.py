@@ -186,3 +186,91 @@ def test_signals_are_exact_at_large_logit_margins(margin):
     p0 = 1 / (1 + 4 * e)
     want2 = -(1 - q) * math.log(q) - p0 * math.log(4 * q) - 3 * q * math.log1p(-q)
     assert signals.m_entropy(p2, y2)[0] == pytest.approx(want2, rel=1e-5)
+
+
+def test_lira_fixed_variance_shares_one_sd_and_is_monotone_in_the_signal():
+    # IN signals spread more than OUT ones (per example and overall): one global sd, that of the IN signals
+    rng = np.random.default_rng(5)
+    n, r = 30, 8
+    ref_in = np.zeros((r, n), bool)
+    ref_in[: r // 2] = True
+    ref = np.where(ref_in, rng.normal(8.0, 3.0, (r, n)), rng.normal(0.0, 1.0, (r, n)))[None]
+    sd = np.std(ref[0][ref_in])
+    mu_in = np.nanmedian(np.where(ref_in, ref[0], np.nan), axis=0)
+    mu_out = np.nanmedian(np.where(~ref_in, ref[0], np.nan), axis=0)
+    phi = np.array([-10.0, 0.0, 5.0, 10.0, 25.0, 60.0])
+    scores = np.stack([lira.online_scores(np.full((1, n), v), ref, ref_in, fix_variance=True) for v in phi])
+    want = stats.norm.logpdf(phi[:, None], mu_in, sd) - stats.norm.logpdf(phi[:, None], mu_out, sd)
+    assert scores == pytest.approx(want)
+    assert (np.diff(scores, axis=0) > 0).all()  # a more confident candidate always scores higher
+    off = np.stack([lira.offline_scores(np.full((1, n), v), ref, ~ref_in, fix_variance=True) for v in phi])
+    sd_out = np.std(ref[0][~ref_in])
+    assert off == pytest.approx(stats.norm.logcdf((phi[:, None] - mu_out) / sd_out))
+
+
+def test_lira_variance_is_chosen_from_the_number_of_reference_models():
+    assert lira.use_global_variance(None, 4) and lira.use_global_variance(None, 63)
+    assert not lira.use_global_variance(None, 64) and not lira.use_global_variance(False, 4)
+    assert lira.METHODS[0]["defaults"]["fix_variance"] is None and lira.METHODS[1]["defaults"]["fix_variance"] is None
+    with pytest.raises(ValueError, match="fix_variance"):
+        lira.use_global_variance("yes", 4)
+
+
+def _signal_context(target_phi, ref_phi, ref_in, pop_phi=None, pop_in=None):
+    """A two-class MIAContext whose answers have the given LiRA signals (``phi`` = logit of class 0, label 0)."""
+    from mibench_core.membership.context import MIAContext, Reference
+
+    def logits(phi):  # [n] -> [1, n, 2]
+        return torch.from_numpy(np.stack([phi, np.zeros_like(phi)], -1)[None])
+
+    n = len(target_phi)
+    pop_phi = np.zeros((len(ref_phi), 4)) if pop_phi is None else pop_phi
+    pop_in = np.zeros((len(ref_phi), pop_phi.shape[1]), bool) if pop_in is None else pop_in
+    refs = [
+        Reference(f"r{i}", "online", logits(pop_phi[i]), logits(ref_phi[i]), pop_in[i], ref_in[i])
+        for i in range(len(ref_phi))
+    ]
+    ctx = MIAContext(
+        num_classes=2, channels=1, resolution=2, device=torch.device("cpu"), seed=0, access="probabilities",
+        top_k=None, oracle=None, candidates_x=torch.zeros(n, 1, 2, 2, dtype=torch.uint8),
+        candidates_y=torch.zeros(n, dtype=torch.int64), population_x=torch.zeros(pop_phi.shape[1], 1, 2, 2),
+        population_y=torch.zeros(pop_phi.shape[1], dtype=torch.int64), online=refs, offline=refs,
+    )  # fmt: skip
+    ctx._cache[("cand", 0)] = signals.release(signals.softmax(logits(target_phi)[0]), "probabilities")
+    return ctx
+
+
+def test_lira_online_decision_threshold_is_calibrated_on_the_references():
+    # per example IN ~ N(mu + 2, 3^2), OUT ~ N(mu, 1): "likelihood ratio > 1" flags far more non-members than the
+    # balanced-accuracy threshold of the pseudo-targets; the target (same process) must match the references
+    rng = np.random.default_rng(6)
+    r = 8
+    combos = list(itertools.combinations(range(r), r // 2))  # each example IN 4 references, each reference IN n/2
+    n = 30 * len(combos)
+    mu = rng.normal(0, 2, n)
+    ref_in = np.zeros((r, n), bool)
+    for j in range(n):
+        ref_in[list(combos[j % len(combos)]), j] = True
+    ref_phi = np.where(ref_in, rng.normal(mu + 2, 3, (r, n)), rng.normal(mu, 1, (r, n)))
+    member = rng.random(n) < 0.5
+    target_phi = np.where(member, rng.normal(mu + 2, 3), rng.normal(mu, 1))
+    ctx = _signal_context(target_phi, ref_phi, ref_in)
+    res = lira.run_online(ctx, augmentations=1, fix_variance=None, samples=None)
+    # the threshold by hand: every reference as the target, the others as its references (on the signals as
+    # the attacker sees them, from float32 answers)
+    seen = np.stack([signals.logit_confidence(ctx.shadow_answers(ref, "cand"), np.zeros(n, int)) for ref in ctx.online])
+    assert seen == pytest.approx(ref_phi, rel=1e-5, abs=1e-5)
+    ref_phi = seen
+    s_in, s_out = [], []
+    for i in range(r):
+        others = [k for k in range(r) if k != i]
+        sc = lira.online_scores(ref_phi[i][None], ref_phi[others][None], ref_in[others], True)
+        s_in.append(sc[ref_in[i]])
+        s_out.append(sc[~ref_in[i]])
+    s_in, s_out = np.concatenate(s_in), np.concatenate(s_out)
+    tau = signals.fit_threshold(s_in, s_out)
+    assert res.info["threshold"] == pytest.approx(tau, rel=1e-6, abs=1e-9)
+    fpr_ref = (s_out > tau).mean()
+    fpr_target = res.decisions[~member].mean()
+    assert abs(fpr_target - fpr_ref) < 0.05
+    assert (res.scores[~member] > 0).mean() - fpr_target > 0.1  # the fixed rule would not have transferred
