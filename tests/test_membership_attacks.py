@@ -274,3 +274,25 @@ def test_lira_online_decision_threshold_is_calibrated_on_the_references():
     fpr_target = res.decisions[~member].mean()
     assert abs(fpr_target - fpr_ref) < 0.05
     assert (res.scores[~member] > 0).mean() - fpr_target > 0.1  # the fixed rule would not have transferred
+
+
+def test_blindmi_scores_are_defined_for_every_sample_and_agree_with_the_decisions():
+    # members slightly more confident than non-members: many batches end with no member, or one
+    rng = np.random.default_rng(7)
+    n = 400
+    member = rng.random(n) < 0.5
+    py = np.clip(np.where(member, rng.beta(6, 2, n), rng.beta(5, 2, n)), 0, 1)
+    second = (1 - py) * rng.uniform(0.5, 1, n)
+    feats = np.c_[py, np.maximum(py, second), np.minimum(py, second)]
+    ref = feats[~member][:100]
+    dec, score = blindmi.blindmi_diff(feats, ref, 20, 100, np.random.default_rng(0))
+    assert np.isfinite(score).all()
+    assert (score[dec] >= 0).all() and (score[~dec] < 0).all()
+    assert (score == 0).sum() <= 2  # no placeholder value shared by whole batches
+    assert len(np.unique(score)) > 0.95 * n
+    # a batch that ends with no member: every sample still has its own (negative) score
+    batch = feats[:20]
+    d, s = blindmi.diff_batch(
+        batch, np.r_[batch, batch], float(blindmi.kernel(np.r_[batch, batch], np.r_[batch, batch]).sum()), 100
+    )
+    assert np.isfinite(s).all() and ((s < 0) == ~d).all() and len(np.unique(s)) == 20
