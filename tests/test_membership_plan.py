@@ -113,6 +113,7 @@ def test_shadows_follow_the_defense_and_output_processing_adds_runs():
         (lambda m: m.update(defenses=["dp"]), "membership.defenses"),
         (lambda m: m["pool"].update(members=1), "membership.pool.members"),
         (lambda m: m.update(attacks=[]), "membership.attacks"),
+        (lambda m: m.update(defense_attack="best-of-four"), "membership.defense_attack"),
     ],
 )
 def test_bad_membership_config_names_the_key(edit, key):
@@ -127,6 +128,7 @@ def test_paper_defaults_are_merged_under_the_config():
     ppv = next(a for a in m["attacks"] if a["name"] == "ppv")
     assert ppv["params"] == {"noise_std": 0.01, "noise_samples": 8, "shadows": 1, "samples": 40, "min_fraction": 0.01}
     assert m["shadows"]["defense"] == "same" and m["scenarios"]["batch_size"] == 10
+    assert m["defense_attack"] == "lira-online"  # the defense table's attack, fixed by the config
 
 
 def test_every_config_in_the_repository_validates_with_its_membership_section():

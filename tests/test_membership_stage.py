@@ -107,7 +107,19 @@ def test_report_tables_and_figures(tiny, tmp_path):
     report.defense_threats(str(tmp_path / "attacks.parquet"), str(out), *paths)
     rows = pd.read_parquet(paths[0])
     assert rows.loc[0, "inversion_gmi_acc1"] == 0.5 and rows.loc[0, "inversion_bb_acc1"] == 0.3
-    assert rows.loc[0, "mia_attack"] in ("lira-online", "rmia-offline", "rmia-online")
+    assert rows.loc[0, "mia_attack"] == "lira-online"  # the config's default, fixed before any number is seen
+    nat = df[(df["scenario"] == "ES00") & (df["output_defense"] == "none")]
+    lira = nat[nat["attack"] == "lira-online"].iloc[0]
+    assert (
+        rows.loc[0, "mia_auc"] == pytest.approx(lira["auc"]) and rows.loc[0, "mia_tp"] == lira["tpr_at_0.1pct_fpr_tp"]
+    )
+    # another attack reporting a higher TPR does not change the attack the table reports
+    boosted = df.copy()
+    boosted.loc[boosted["attack_name"] == "rmia-online", ["tpr_at_0.1pct_fpr", "auc"]] = 1.0
+    boosted.to_parquet(tmp_path / "boosted.parquet")
+    again = report.threat_rows(str(tmp_path / "attacks.parquet"), str(tmp_path / "boosted.parquet"))
+    assert again[0]["mia_attack"] == "lira-online" and again[0]["mia_auc"] == pytest.approx(lira["auc"])
+    assert "(95% CI)" in open(paths[1]).read()
     for p in (paths[3], str(tmp_path / "roc.png"), str(tmp_path / "heat.png")):
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "GMI Acc@1" in open(paths[1]).read() and "\\begin{tabular}" in open(paths[2]).read()

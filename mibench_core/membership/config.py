@@ -16,6 +16,7 @@ from pathlib import Path
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "workflow" / "schemas" / "membership.schema.yaml"
 GRID_KEYS = ("distributions", "levels", "differentials", "ratios")
+DEFENSE_ATTACKS = ("lira-online", "rmia-online", "lira-offline", "rmia-offline")  # the default, in this order
 
 
 def check_membership(cfg: dict) -> None:
@@ -64,6 +65,14 @@ def check_membership(cfg: dict) -> None:
         if entry.access == "top-k" and params.get("top_k") is not None and params["top_k"] < 1:
             raise ConfigError(f"config key 'membership.attacks[{i}].top_k': must be >= 1")
     _labels(mem["attacks"], "name", "membership.attacks")
+    labels = [a["label"] for a in mem["attacks"]]
+    if mem["defense_attack"] is None:
+        mem["defense_attack"] = next((a for a in DEFENSE_ATTACKS if a in labels), labels[0])
+    if mem["defense_attack"] not in labels:
+        raise ConfigError(
+            f"config key 'membership.defense_attack': no membership attack labelled {mem['defense_attack']!r}; "
+            f"configured: {', '.join(labels)}"
+        )
     sh, sc = mem["shadows"], mem["scenarios"]
     grid = sc["grid"]
     given = [k for k in GRID_KEYS if grid.get(k)]

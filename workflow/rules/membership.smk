@@ -212,6 +212,8 @@ rule defense_threats:
     input:
         attacks=f"{TABLES}/attacks.parquet",
         membership=f"{TABLES}/membership.parquet",
+    params:
+        attack=(PLAN.config.get("membership") or {}).get("defense_attack") or "lira-online",
     output:
         table=f"{TABLES}/defense_threats.parquet",
         markdown=report(
