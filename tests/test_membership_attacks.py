@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
+from mibench_core.membership import metrics as M
 from mibench_core.membership import signals
 from mibench_core.membership.attacks import blindmi, label_only, lira, ppv, risk_score, rmia, shapley
 
@@ -142,7 +143,9 @@ def test_blindmi_separates_members_from_non_members():
 def test_rmia_score_is_the_fraction_of_dominated_population_samples():
     got = rmia.rmia_scores(np.array([0.5, 2.0, 10.0]), np.array([1.0, 1.5, 3.0, 4.0]), gamma=1.0)
     assert got.tolist() == [0.0, 0.5, 1.0]
-    assert rmia.rmia_scores(np.array([2.0]), np.array([1.0, 1.5, 3.0, 4.0]), gamma=2.0).tolist() == [0.25]
+    # LR(x, z) > gamma strictly (ml_privacy_meter's run_rmia: ratios > 1.0): LR = 2 / 1 = gamma does not count
+    assert rmia.rmia_scores(np.array([2.0]), np.array([1.0, 1.5, 3.0, 4.0]), gamma=2.0).tolist() == [0.0]
+    assert rmia.rmia_scores(np.array([2.0]), np.array([1.0, 1.5, 3.0, 4.0]), gamma=1.5).tolist() == [0.25]
     # offline: Pr(x) = ((1 + a) Pr_out + (1 - a)) / 2 over the OUT references only
     pr = np.array([[0.2], [0.6]])
     assert rmia._marginal(pr, np.array([[False], [True]]), 0.5)[0] == pytest.approx(0.5 * (1.5 * 0.2 + 0.5))
@@ -296,3 +299,74 @@ def test_blindmi_scores_are_defined_for_every_sample_and_agree_with_the_decision
         batch, np.r_[batch, batch], float(blindmi.kernel(np.r_[batch, batch], np.r_[batch, batch]).sum()), 100
     )
     assert np.isfinite(s).all() and ((s < 0) == ~d).all() and len(np.unique(s)) == 20
+
+
+def _sig(phi):
+    return 1 / (1 + np.exp(-phi))
+
+
+def _rmia_offline_context(seed=8, n_pop=240, n_cand=60, r=4):
+    """Offline references on a population; the target answers population images through an index-decoding
+    oracle (images carry their index), candidates through the cache."""
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0, 1, n_pop)
+    pop_in = np.zeros((r, n_pop), bool)
+    combos = list(itertools.combinations(range(r), r // 2))  # each reference IN exactly half the population
+    for j in range(n_pop):
+        pop_in[list(combos[j % len(combos)]), j] = True
+    pop_phi = np.where(pop_in, mu + 1.5 + rng.normal(0, 0.5, (r, n_pop)), mu + rng.normal(0, 0.5, (r, n_pop)))
+    cmu = rng.normal(0, 1, n_cand)
+    member = np.arange(n_cand) < n_cand // 2
+    cand_phi = cmu + rng.normal(0, 0.5, (r, n_cand))
+    target_phi = cmu + 1.5 * member + rng.normal(0, 0.5, n_cand)
+    target_pop_phi = mu + rng.normal(0, 0.5, n_pop)
+    ctx = _signal_context(target_phi, cand_phi, np.zeros((r, n_cand), bool), pop_phi, pop_in)
+    for ref in ctx.offline:
+        ref.mode = "offline"
+    ctx.online = []
+    codes = np.stack([np.arange(n_pop) // 256, np.arange(n_pop) % 256, np.zeros(n_pop), np.zeros(n_pop)], 1)
+    ctx.population_x = torch.from_numpy(codes.reshape(n_pop, 1, 2, 2).astype(np.uint8))
+
+    def oracle(x):
+        code = torch.round((x.flatten(1) + 1) * 127.5).long()
+        i = (code[:, 0] * 256 + code[:, 1]).numpy()
+        phi = torch.from_numpy(target_pop_phi[i])
+        return torch.softmax(torch.stack([phi, torch.zeros_like(phi)], 1), 1).float()
+
+    ctx.oracle = oracle
+    return ctx, dict(pop_phi=pop_phi, pop_in=pop_in, cand_phi=cand_phi, target_phi=target_phi,
+                     target_pop_phi=target_pop_phi)  # fmt: skip
+
+
+def test_rmia_offline_uses_the_out_approximation_for_x_and_z_and_a_tuned_a():
+    ctx, d = _rmia_offline_context()
+    res = rmia.run_offline(ctx, augmentations=1, gamma=1.0, offline_a=None, population_samples=100, samples=40)
+    a = res.info["offline_a"]
+    assert res.info["offline_a_tuned"] and a in [round(v, 1) for v in np.arange(0, 1.1, 0.1)]
+    # the tuning by hand: reference 0 attacked by the others on its population points, AUC per a
+    z = np.sort(ctx.rng(8).choice(240, 100, replace=False))
+    pr = _sig(d["pop_phi"])
+    t, others = 0, [1, 2, 3]
+    ins, outs = signals.balanced_indices(d["pop_in"][t], 40, ctx.rng(10))
+    pidx = np.r_[ins, outs]
+    zz = np.setdiff1d(z[~d["pop_in"][t][z]], pidx)  # never the pseudo-target's own training points
+    assert len(zz) > 10 and not d["pop_in"][t][zz].any()
+
+    def marginal(idx, aa):
+        out = ~d["pop_in"][others][:, idx]
+        return 0.5 * ((1 + aa) * (pr[others][:, idx] * out).sum(0) / out.sum(0) + 1 - aa)
+
+    aucs = []
+    for aa in np.round(np.arange(0, 1.1, 0.1), 1):
+        rx = pr[t, pidx] / marginal(pidx, aa)
+        rz = pr[t, zz] / marginal(zz, aa)
+        sc = (rx[:, None] / rz[None] > 1).mean(1)
+        aucs.append(M.auc(sc, np.r_[np.ones(len(ins), bool), np.zeros(len(outs), bool)]))
+    assert a == pytest.approx(np.round(np.arange(0, 1.1, 0.1), 1)[int(np.argmax(aucs))])
+    # the target's scores: Pr(x) and Pr(z) both from the OUT references with the same approximation
+    prc = _sig(d["cand_phi"])
+    mx = 0.5 * ((1 + a) * prc.mean(0) + 1 - a)
+    out_z = ~d["pop_in"][:, z]
+    mz = 0.5 * ((1 + a) * (pr[:, z] * out_z).sum(0) / out_z.sum(0) + 1 - a)
+    want = ((_sig(d["target_phi"]) / mx)[:, None] / (_sig(d["target_pop_phi"][z]) / mz)[None] > 1).mean(1)
+    assert res.scores == pytest.approx(want, abs=1e-6)
