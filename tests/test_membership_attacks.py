@@ -370,3 +370,51 @@ def test_rmia_offline_uses_the_out_approximation_for_x_and_z_and_a_tuned_a():
     mz = 0.5 * ((1 + a) * (pr[:, z] * out_z).sum(0) / out_z.sum(0) + 1 - a)
     want = ((_sig(d["target_phi"]) / mx)[:, None] / (_sig(d["target_pop_phi"][z]) / mz)[None] > 1).mean(1)
     assert res.scores == pytest.approx(want, abs=1e-6)
+
+
+def _answers(rng, member, labels, k=3):
+    """Probability vectors: members confident on their label, non-members less so."""
+    conf = np.where(member, rng.uniform(0.85, 1.0, len(labels)), rng.uniform(0.34, 0.9, len(labels)))
+    p = np.tile(((1 - conf) / (k - 1))[:, None], (1, k))
+    p[np.arange(len(labels)), labels] = conf
+    return p
+
+
+def test_shapley_threshold_is_fitted_at_each_scenarios_composition():
+    from mibench_core.membership.context import MIAContext, Reference
+
+    rng = np.random.default_rng(9)
+    n_pop, n_cand = 2000, 1200
+    py, cy = rng.integers(0, 3, n_pop), rng.integers(0, 3, n_cand)
+    pop_in = rng.random(n_pop) < 0.5
+    cand_member = np.arange(n_cand) < 600
+    sh = _answers(rng, pop_in, py)
+    tgt = _answers(rng, cand_member, cy)
+    logits = lambda p: torch.from_numpy(np.log(p)[None])  # noqa: E731 - softmax(log p) = p
+    ref = Reference("s", "offline", logits(sh), logits(tgt), pop_in, np.zeros(n_cand, bool))
+    ctx = MIAContext(
+        num_classes=3, channels=1, resolution=2, device=torch.device("cpu"), seed=0, access="probabilities",
+        top_k=None, oracle=None, candidates_x=torch.zeros(n_cand, 1, 2, 2, dtype=torch.uint8),
+        candidates_y=torch.from_numpy(cy), population_x=torch.zeros(n_pop, 1, 2, 2), population_y=torch.from_numpy(py),
+        offline=[ref],
+    )  # fmt: skip
+    ctx._cache[("cand", 0)] = signals.release(tgt, "probabilities")
+    nonmem = np.arange(600, 1200)
+    scen = {
+        "balanced": {"targets": np.r_[np.arange(200), nonmem[:200]], "reference": nonmem[400:500], "n_members": 200},
+        "few": {"targets": np.r_[np.arange(10), nonmem[:200]], "reference": nonmem[400:500], "n_members": 10},
+    }
+    ctx.scenarios = scen
+    res = shapley.run(ctx, k=5, samples=None)
+    th = res.info["thresholds"]
+    assert set(th) == {"200/200/100", "10/200/100"} and th["200/200/100"] != th["10/200/100"]
+    # each threshold: the shadow's own members and non-members at that composition, valued against as many
+    # other non-members as the scenario's reference set
+    released = signals.release(sh, "probabilities")
+    for i, comp in enumerate([(200, 200, 100), (10, 200, 100)]):
+        want = shapley.shadow_threshold(released, py, pop_in, *comp, 5, ctx.rng(15 + i))
+        assert th["/".join(map(str, comp))] == pytest.approx(want)
+    for sid, s in scen.items():
+        v = shapley.knn_shapley(tgt[s["targets"]], cy[s["targets"]], tgt[s["reference"]], cy[s["reference"]], 5)
+        tau = th[f"{s['n_members']}/200/100"]
+        assert (res.per_scenario[sid]["decisions"] == (v * len(s["targets"]) >= tau)).all()

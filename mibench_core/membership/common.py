@@ -52,12 +52,17 @@ def reference_roles(inputs: dict) -> list[tuple[str, int, str]]:
 
 
 def scenario_sets(scenario_dir: str) -> dict[str, dict[str, np.ndarray]]:
-    """Per scenario: the target set (members and non-members merged, in candidate order) and the non-member set."""
+    """Per scenario: the target set (members and non-members merged, in candidate order), the non-member set,
+    and the scenario's design (how many members its target set holds, never which)."""
     from mibench_core.membership.scenarios import load
 
     sets, _ = load(scenario_dir)
     return {
-        sid: {"targets": np.sort(np.r_[s["members"], s["nonmembers"]]), "reference": s["reference"]}
+        sid: {
+            "targets": np.sort(np.r_[s["members"], s["nonmembers"]]),
+            "reference": s["reference"],
+            "n_members": len(s["members"]),
+        }  # fmt: skip
         for sid, s in sets.items()
     }
 
