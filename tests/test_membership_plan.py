@@ -30,7 +30,8 @@ def kinds(plan) -> dict[str, list]:
 def test_smoke_plans_every_attack_with_its_references():
     plan = build(validate(base()))
     k = kinds(plan)
-    assert len(k["mia"]) == 16 and len(k["scenario"]) == 1 and len(k["mia_eval"]) == 1
+    assert len(k["mia"]) == 18 and len(k["scenario"]) == 1 and len(k["mia_eval"]) == 1  # 16 + 2 selection baselines
+    assert {"selection-random", "selection-independent"} <= {n.name for n in k["mia"]}
     modes = sorted(n.spec["mode"] for n in k["shadow"])
     assert modes == ["offline", "offline", "online", "online"]
     by_name = {n.name: n for n in k["mia"]}
@@ -51,7 +52,9 @@ def test_no_online_references_without_an_online_attack_and_none_when_disabled():
     cfg = base()
     cfg["membership"]["attacks"] = [{"name": "loss-threshold"}, {"name": "lira-offline"}]
     k = kinds(build(validate(cfg)))
-    assert {n.spec["mode"] for n in k["shadow"]} == {"offline"} and len(k["mia"]) == 2
+    assert {n.spec["mode"] for n in k["shadow"]} == {"offline"} and len(k["mia"]) == 4  # with the baselines
+    cfg["membership"]["selection_baselines"] = False
+    assert len(kinds(build(validate(cfg)))["mia"]) == 2
     cfg["membership"]["enabled"] = False
     assert "mia" not in kinds(build(validate(cfg)))
     del cfg["membership"]
@@ -74,7 +77,7 @@ def test_changing_an_attack_parameter_reruns_that_attack_and_the_evaluation_only
 def test_changing_the_scenarios_reruns_scenarios_set_dependent_attacks_and_evaluation():
     cfg = base()
     a = build(validate(cfg))
-    cfg["membership"]["scenarios"]["grid"]["ratios"] = [0.4]
+    cfg["membership"]["scenarios"]["grid"]["ratios"] = [0.0, 0.4]
     b = build(validate(cfg))
     ids_a, ids_b = {n.label: n.id for n in a.nodes.values()}, {n.label: n.id for n in b.nodes.values()}
     diff = {label.rsplit(".", 1)[-1] for label in ids_a if ids_a[label] != ids_b[label]}
@@ -86,6 +89,7 @@ def test_shadows_follow_the_defense_and_output_processing_adds_runs():
     cfg["defenses"] = [{"name": "none"}, {"name": "mid", "beta": 0.01}]
     cfg["output_defenses"] = [{"name": "rounding", "decimals": 1, "defenses": ["none"]}]
     cfg["membership"]["attacks"] = [{"name": "loss-threshold"}, {"name": "label-only"}]
+    cfg["membership"]["selection_baselines"] = False
     k = kinds(build(validate(cfg)))
     assert len(k["mia_eval"]) == 2
     assert {n.spec["defense"]["name"] for n in k["shadow"]} == {"none", "mid"}
@@ -114,6 +118,7 @@ def test_shadows_follow_the_defense_and_output_processing_adds_runs():
         (lambda m: m["pool"].update(members=1), "membership.pool.members"),
         (lambda m: m.update(attacks=[]), "membership.attacks"),
         (lambda m: m.update(defense_attack="best-of-four"), "membership.defense_attack"),
+        (lambda m: m["scenarios"]["grid"].update(ratios=[0.2, 0.4]), "membership.scenarios.grid.ratios"),
     ],
 )
 def test_bad_membership_config_names_the_key(edit, key):

@@ -49,6 +49,12 @@ def check_membership(cfg: dict) -> None:
                     f"config key 'membership.{section}': no {section[:-1]} labelled {label!r}; "
                     f"configured: {', '.join(known)}"
                 )
+    if mem["selection_baselines"]:
+        names = {a.get("name") for a in mem["attacks"]}
+        mem["attacks"] = list(mem["attacks"])
+        mem["attacks"] += [{"name": "selection-random"}] if "selection-random" not in names else []
+        if mem["shadows"]["offline"] >= 1 and "selection-independent" not in names:
+            mem["attacks"].append({"name": "selection-independent"})
     needs = set()
     for i, atk in enumerate(mem["attacks"]):
         entry = _check_name("mia", atk["name"], ["membership", "attacks", i, "name"])
@@ -96,7 +102,17 @@ def check_membership(cfg: dict) -> None:
         raise ConfigError(
             "config key 'membership.scenarios.list': ids must be distinct and not of the form ESnn (the grid's)"
         )
+    if given and 0 not in [float(r) for r in grid["ratios"]]:
+        raise ConfigError(
+            "config key 'membership.scenarios.grid.ratios': include 0 (every grid keeps its unfiltered scenarios, "
+            "the baseline its filtered ones are read against)"
+        )
     filters = any(r > 0 for r in grid.get("ratios", [])) or any(item.get("ratio", 0) > 0 for item in sc["list"])
+    if sc["space"] == "reference" and sh["offline"] < 1:
+        raise ConfigError(
+            "config key 'membership.scenarios.space': 'reference' computes the scenarios on an offline reference "
+            "model, so at least one (membership.shadows.offline)"
+        )
     if filters and sh["offline"] < 1:
         raise ConfigError(
             "config key 'membership.shadows.offline': scenario ratios need the privacy risk score, "

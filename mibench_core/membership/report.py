@@ -108,8 +108,28 @@ def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
             for k, v in m["versions"].items():
                 row[f"version.{k}"] = v
             rows.append(row)
-    rows.sort(key=lambda r: (r["run"], r["scenario"]))
+    order = {sid: i for i, sid in enumerate(scenario_order({r["scenario"] for r in rows}))}
+    rows.sort(key=lambda r: (r["run"], order[r["scenario"]]))
+    add_selection_baseline(rows)
     return rows
+
+
+SELECTION = "selection-independent"  # the baseline an attack's advantage is read against
+
+
+def add_selection_baseline(rows: list[dict]) -> None:
+    """``selection_advantage``: the selection baseline's advantage on the same target, output processing and
+    scenario; ``advantage_over_selection``: the row's advantage minus it (None without the baseline)."""
+    base = {
+        (r["dataset"], r["target"], r["defense"], r["output_defense"], r["scenario"]): r.get("advantage")
+        for r in rows
+        if r["attack_name"] == SELECTION
+    }
+    for r in rows:
+        b = base.get((r["dataset"], r["target"], r["defense"], r["output_defense"], r["scenario"]))
+        a = r.get("advantage")
+        r["selection_advantage"] = b
+        r["advantage_over_selection"] = None if a is None or b is None else a - b
 
 
 def write_table(eval_dirs: list[str], out: str, labels: dict[str, str]) -> None:
@@ -160,13 +180,27 @@ def markdown_report(parquet: str, out: str) -> None:
     lines += ["## Membership advantage by scenario", ""]
     scen_cols = ["scenario", "scenario.distribution", "scenario.level", "scenario.differential", "scenario.ratio",
                  "scenario.distance_mean", "scenario.differential_achieved", "scenario.ratio_value",
-                 "scenario.n_members", "scenario.n_nonmembers"]  # fmt: skip
+                 "scenario.n_members", "scenario.n_nonmembers", "scenario.selection"]  # fmt: skip
     for (ds, tgt, dfn), grp in df.groupby(["dataset", "target", "defense"], sort=True):
         piv = grp.pivot_table(index="scenario", columns="attack", values="advantage", aggfunc="first")
         info = grp.drop_duplicates("scenario").set_index("scenario")[scen_cols[1:]]
         table = info.join(piv)
         table = table.loc[scenario_order(table.index)].reset_index()
         lines += ["#" + markdown(table, list(table.columns), f"{ds} / {tgt} / {dfn}: advantage"), ""]
+    if "advantage_over_selection" in df.columns and df["advantage_over_selection"].notna().any():
+        lines += ["## Advantage over the selection baseline", "",
+                  f"Each attack's advantage minus `{SELECTION}`'s in the same scenario: the privacy risk score of an",
+                  "independently trained model (an offline reference, never trained on a candidate), membership-",
+                  "independent, so what it gains is what the scenario's selection produces by itself.", ""]  # fmt: skip
+        for (ds, tgt, dfn), grp in df.groupby(["dataset", "target", "defense"], sort=True):
+            g = grp[grp["output_defense"] == "none"]
+            piv = g.pivot_table(index="scenario", columns="attack", values="advantage_over_selection",
+                                aggfunc="first")  # fmt: skip
+            sel = g.drop_duplicates("scenario").set_index("scenario")[["selection_advantage"]]
+            table = sel.join(piv)
+            table = table.loc[scenario_order(table.index)].reset_index()
+            lines += ["#" + markdown(table, list(table.columns), f"{ds} / {tgt} / {dfn}: advantage over selection"),
+                      ""]  # fmt: skip
     missing = {}
     for _, row in df.iterrows():
         for k, v in json.loads(row["missing_reasons"]).items():
