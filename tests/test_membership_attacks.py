@@ -418,3 +418,18 @@ def test_shapley_threshold_is_fitted_at_each_scenarios_composition():
         v = shapley.knn_shapley(tgt[s["targets"]], cy[s["targets"]], tgt[s["reference"]], cy[s["reference"]], 5)
         tau = th[f"{s['n_members']}/200/100"]
         assert (res.per_scenario[sid]["decisions"] == (v * len(s["targets"]) >= tau)).all()
+
+
+def test_merlin_noise_is_the_papers_scale_in_zero_one_units():
+    # the paper adds N(0, 0.01^2) to features in [0, 1]; the model range is [-1, 1], twice as wide
+    seen = []
+
+    def answer(x):
+        seen.append(x.clone())
+        return np.tile([0.9, 0.1], (len(x), 1))
+
+    x = torch.full((4, 1, 8, 8), 128, dtype=torch.uint8)
+    std = ppv.METHODS[0]["defaults"]["noise_std"]
+    ppv.merlin(answer, x, np.zeros(4, int), 50, std, torch.Generator().manual_seed(0))
+    noise01 = (seen[1] - seen[0].repeat_interleave(50, 0)) / 2  # back to [0, 1] units
+    assert float(noise01.std()) == pytest.approx(0.01, rel=0.05)

@@ -131,7 +131,7 @@ def test_bad_membership_config_names_the_key(edit, key):
 def test_paper_defaults_are_merged_under_the_config():
     m = validate(base())["membership"]
     ppv = next(a for a in m["attacks"] if a["name"] == "ppv")
-    assert ppv["params"] == {"noise_std": 0.01, "noise_samples": 8, "shadows": 1, "samples": 40, "min_fraction": 0.01}
+    assert ppv["params"] == {"noise_std": 0.02, "noise_samples": 8, "shadows": 1, "samples": 40, "min_fraction": 0.01}
     assert m["shadows"]["defense"] == "same" and m["scenarios"]["batch_size"] == 10
     assert m["defense_attack"] == "lira-online"  # the defense table's attack, fixed by the config
 
