@@ -35,9 +35,13 @@ def test_smoke_plans_every_attack_with_its_references():
     modes = sorted(n.spec["mode"] for n in k["shadow"])
     assert modes == ["offline", "offline", "online", "online"]
     by_name = {n.name: n for n in k["mia"]}
-    assert all(r.startswith("offline") for r in by_name["lira-offline"].inputs if r not in ("target", "data"))
+    assert all(r.startswith("offline") for r in by_name["lira-offline"].inputs if r not in ("target", "candidates"))
     assert {r for r in by_name["lira-online"].inputs if r.startswith("online")} == {"online0", "online1"}
-    assert "scenarios" in by_name["blindmi-diff"].inputs and "scenarios" not in by_name["loss-threshold"].inputs
+    # attack jobs get candidates (and set-dependent ones scenario sets) without membership, never the scenarios
+    cands = {n.name: plan.nodes[n.inputs["candidates"]] for n in k["mia"]}
+    assert cands["blindmi-diff"].spec["sets"] and not cands["loss-threshold"].spec["sets"]
+    assert "scenarios" in cands["blindmi-diff"].inputs and "scenarios" not in cands["loss-threshold"].inputs
+    assert all(not {"data", "scenarios"} & set(n.inputs) for n in k["mia"])
     assert "offline0" not in by_name["blindmi-diff"].inputs
     ev = k["mia_eval"][0]
     assert {ev.inputs[r] for r in ev.inputs if r.startswith("mia")} == {n.id for n in k["mia"]}
@@ -81,7 +85,7 @@ def test_changing_the_scenarios_reruns_scenarios_set_dependent_attacks_and_evalu
     b = build(validate(cfg))
     ids_a, ids_b = {n.label: n.id for n in a.nodes.values()}, {n.label: n.id for n in b.nodes.values()}
     diff = {label.rsplit(".", 1)[-1] for label in ids_a if ids_a[label] != ids_b[label]}
-    assert diff == {"scenarios", "blindmi-diff", "shapley", "membership"}
+    assert diff == {"scenarios", "candidates+sets", "blindmi-diff", "shapley", "membership"}
 
 
 def test_shadows_follow_the_defense_and_output_processing_adds_runs():

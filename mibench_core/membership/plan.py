@@ -7,7 +7,12 @@ For every target model of the plan in the scope of ``membership`` (its
   the same architecture, training and (``defense: same``) defense as the
   target; a set shares its seed (``set_seed``) so its masks are drawn jointly;
   shadows of targets trained identically are the same artifacts;
-* one ``scenario`` node (its evaluation sets);
+* one ``scenario`` node (its evaluation sets, with membership: read by the
+  evaluation only);
+* ``mia_input`` nodes (:mod:`mibench_core.membership.inputs`): the
+  candidates and the population without membership, and for set-dependent
+  attacks the scenario sets without membership; an attack job reads these,
+  never the data or the scenario artifact;
 * one ``mia`` node per attack, and per output processing of the config
   (``output_defenses``, within their ``defenses`` scope) when
   ``membership.output_defenses`` is true;
@@ -88,18 +93,31 @@ def expand(plan) -> None:
                 _files("scenario"),
             )  # fmt: skip
         )
+        cand_inputs = {}
+        for with_sets in (False, True):
+            if with_sets and "scenarios" not in needs:
+                continue
+            name = "candidates+sets" if with_sets else "candidates"
+            cand_inputs[with_sets] = plan.add(
+                Node(
+                    "mia_input",
+                    "mia_input",
+                    f"{ds_label}.{tgt_label}.{dfn_label}.{name}",
+                    {"pool": pool, "sets": with_sets},
+                    {"data": data_id, **({"scenarios": scen_id} if with_sets else {})},
+                    _files("mia_input"),
+                )  # fmt: skip
+            )
         mia_ids = []
         for atk, entry in zip(mem["attacks"], entries):
             for out in [None, *outputs]:
                 if out is not None and dfn_label not in out.get("defenses", [dfn_label]):
                     continue
-                inputs = {"target": node.id, "data": data_id}
+                inputs = {"target": node.id, "candidates": cand_inputs["scenarios" in entry.aux]}
                 if "offline" in entry.aux:
                     inputs.update(offline)
                 if "online" in entry.aux:
                     inputs.update({r: i for r, i in refs.items() if r.startswith("online")})
-                if "scenarios" in entry.aux:
-                    inputs["scenarios"] = scen_id
                 spec = {"name": atk["name"], "params": atk["params"], "pool": pool,
                         "augmentations": sh["augmentations"]}  # fmt: skip
                 label, extra = atk.get("label", atk["name"]), []

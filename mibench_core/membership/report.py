@@ -78,7 +78,8 @@ def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
         for r in payload["rows"]:
             m = mias[r["mia_id"]]
             target = _cached(results / "models" / m["inputs"]["target"])
-            data = _cached(results / "data" / m["inputs"]["data"])
+            cand = _cached(results / "mia_inputs" / m["inputs"]["candidates"])
+            data = _cached(results / "data" / cand["inputs"]["data"])
             label = labels[m["id"]]
             ds, tgt, dfn, atk = label.split(".", 3)
             entry = registry.REGISTRIES["mia"].get(m["name"])
