@@ -52,22 +52,6 @@ def reference_roles(inputs: dict) -> list[tuple[str, int, str]]:
     return out
 
 
-def scenario_sets(scenario_dir: str) -> dict[str, dict[str, np.ndarray]]:  # evaluator-side helper (tests)
-    """Per scenario: the target set (members and non-members merged, in candidate order), the non-member set,
-    and the scenario's design (how many members its target set holds, never which)."""
-    from mibench_core.membership.scenarios import load
-
-    sets, _ = load(scenario_dir)
-    return {
-        sid: {
-            "targets": np.sort(np.r_[s["members"], s["nonmembers"]]),
-            "reference": s["reference"],
-            "n_members": len(s["members"]),
-        }  # fmt: skip
-        for sid, s in sets.items()
-    }
-
-
 def run(job: dict) -> tuple[list[str], dict, str]:
     from mibench_core.attacks.blackbox import make_postprocess
     from mibench_core.attacks.oracle import build_oracle
