@@ -8,11 +8,12 @@ the image itself), on the target (through the oracle) and on every reference
 model (the attacker's own, through the same output processing).
 
 * **online** (``lira-online``, online reference models: each trained on a
-  random half of population + candidates): per candidate and augmentation, a
+  random half of the candidates): per candidate and augmentation, a
   Gaussian of the references that trained on it (IN) and one of those that
   did not (OUT); the score is the log likelihood ratio
   ``log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2)`` averaged over
-  augmentations; member when it is positive (likelihood ratio > 1).
+  augmentations; member above a threshold calibrated on the references
+  (below).
 * **offline** (``lira-offline``, offline reference models, none trained on a
   candidate): the one-sided test of the paper, ``log Pr[Z < phi]`` with
   ``Z ~ N(mu_out, s_out^2)``, averaged over augmentations; the decision
@@ -29,7 +30,7 @@ shared ``s`` the online log likelihood ratio is linear in ``phi`` with slope
 ``(mu_in - mu_out) / s^2``, so a more confident candidate never scores lower
 than a less confident one (two different global variances would make it a
 parabola). ``fix_variance: null`` (the default) chooses the global variance
-below 64 reference models (the paper's recommendation, Sec. VI-B: per-example
+below 64 reference models (the paper's recommendation: per-example
 variances need many models; with two IN values per example they collapse).
 
 Decision thresholds (the scores rank candidates; the member / non-member
