@@ -437,7 +437,7 @@ def defense_threats(attacks_parquet: str, membership_parquet: str, out_parquet: 
         ax2.scatter(x, y, s=40)
         ax2.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax2.set_xlabel("model inversion: GMI Acc@1")
-    ax2.set_ylabel("membership inference: TPR at 0.1% FPR (LiRA / RMIA)")
+    ax2.set_ylabel(f"membership inference: TPR at FPR < 0.1% ({attack})")
     ax2.set_title("the two threats on the same models", fontsize=10)
     ax2.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
