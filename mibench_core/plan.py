@@ -72,7 +72,7 @@ HASH_LEN = 10
 # Artifacts only trusted jobs may read, and the kinds of job an attacker runs: the plan never
 # gives the first to the second (Plan.add).
 PRIVATE_KINDS = ("data", "victims", "scenario")  # a scenario artifact holds membership
-ATTACKER_KINDS = ("prior", "attack", "mia")
+ATTACKER_KINDS = ("prior", "attack", "mia", "shadow")
 
 
 def canonical(obj: Any) -> Any:

@@ -44,7 +44,7 @@ def test_no_attacker_side_job_is_given_a_private_file(configs):
     private = [n for n in plan.nodes.values() if n.kind in PRIVATE_KINDS]
     private_dirs = {n.directory(plan.results_dir) for n in private}
     private_files = {plan.path(n.id) for n in private}
-    attacker_side = [n for n in plan.nodes.values() if n.kind in ATTACKER_KINDS and n.kind != "mia"]
+    attacker_side = [n for n in plan.nodes.values() if n.kind in ATTACKER_KINDS and n.kind not in ("mia", "shadow")]
     assert attacker_side and private
     for node in attacker_side:
         kinds = {role: plan.nodes[i].kind for role, i in node.inputs.items()}
@@ -86,10 +86,11 @@ def test_no_membership_attack_job_is_given_membership_or_private_data(config):
     private_dirs = {n.directory(plan.results_dir) for n in private}
     private_files = {plan.path(n.id) for n in private}
     assert {"data", "scenario"} <= {n.kind for n in private}
-    for node in mias:
+    for node in mias + plan.of_kind("shadow"):  # attacks and the attacker's reference models
         kinds = {role: plan.nodes[i].kind for role, i in node.inputs.items()}
         assert not set(kinds.values()) & set(PRIVATE_KINDS), (node.label, kinds)
-        assert kinds["candidates"] == "mia_input" and kinds["target"] == "model", node.label
+        assert kinds["candidates"] == "mia_input", node.label
+        assert node.kind == "shadow" or kinds["target"] == "model", node.label
         assert not set(plan.input_files(node.id)) & private_files, node.label
         job = json.loads(json.dumps(node.job(plan)))
         for text in _strings(job):

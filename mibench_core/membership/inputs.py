@@ -8,7 +8,8 @@ scenario's members and non-members. Attack jobs (kind ``mia``) read neither:
 this stage writes ``inputs.safetensors`` with
 
 * ``cand_x`` / ``cand_y``: the candidates' images and labels (in pool order),
-* ``pop_x`` / ``pop_y``: the attacker's population,
+* ``pop_x`` / ``pop_y``: the attacker's population, and ``public_x`` the
+  public split (what a reference model's training-time defense may use),
 * with scenario sets (set-dependent attacks only): per scenario
   ``<id>.targets`` (its target set, members and non-members merged in
   candidate order), ``<id>.reference`` (its non-member set) and
@@ -17,7 +18,8 @@ this stage writes ``inputs.safetensors`` with
 
 and records the dataset's ``num_classes`` / ``channels`` / ``resolution``.
 The plan refuses to give a ``mia`` job the data or the scenario artifact
-(:data:`mibench_core.plan.PRIVATE_KINDS`).
+(:data:`mibench_core.plan.PRIVATE_KINDS`); reference-model jobs (kind
+``shadow``) read the same artifact without scenario sets.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     tensors, info = load_data(job["inputs"]["data"]["dir"])
     pool = build_pool(tensors, job["spec"]["pool"])
     out = {"cand_x": pool.cand_x, "cand_y": pool.cand_y, "pop_x": pool.pop_x, "pop_y": pool.pop_y}
+    if "public_x" in tensors:  # the public split (a training-time defense of a reference model may use it)
+        out["public_x"] = tensors["public_x"]
     n_sets = 0
     if "scenarios" in job["inputs"]:
         sets, _ = load(job["inputs"]["scenarios"]["dir"])
@@ -55,7 +59,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
 def load(input_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, np.ndarray]], dict]:
     """(pool tensors, scenario sets ``sid -> {"targets", "reference", "n_members"}``, dataset info)."""
     flat = store.load_tensors(Path(input_dir) / "inputs.safetensors")
-    pool = {k: flat[k] for k in ("cand_x", "cand_y", "pop_x", "pop_y")}
+    pool = {k: flat[k] for k in ("cand_x", "cand_y", "pop_x", "pop_y", "public_x") if k in flat}
     sets: dict[str, dict] = {}
     for key, val in flat.items():
         if "." in key:

@@ -3,7 +3,8 @@
 For every target model of the plan in the scope of ``membership`` (its
 ``datasets`` / ``targets`` / ``defenses`` label lists, default all):
 
-* ``shadows.offline`` + ``shadows.online`` shadow nodes (kind ``shadow``),
+* ``shadows.offline`` + ``shadows.online`` shadow nodes (kind ``shadow``,
+  reading the ``mia_input`` candidates artifact, never the data),
   the same architecture, training and (``defense: same``) defense as the
   target; a set shares its seed (``set_seed``) so its masks are drawn jointly;
   shadows of targets trained identically are the same artifacts;
@@ -63,6 +64,19 @@ def expand(plan) -> None:
         arch_entry = registry.get("arch", node.spec["arch"])
         dfn_entry = registry.get("defense", defense["name"])
         refs: dict[str, str] = {}
+        # what the attacker's jobs get of the pool: candidates and population without membership
+        cand_inputs = {
+            False: plan.add(
+                Node(
+                    "mia_input",
+                    "mia_input",
+                    f"{ds_label}.{tgt_label}.{dfn_label}.candidates",
+                    {"pool": pool, "sets": False},
+                    {"data": data_id},
+                    _files("mia_input"),
+                )
+            )
+        }
         for mode in ("offline", "online"):
             count = sh[mode] if (mode == "offline" or "online" in needs) else 0
             base = {
@@ -78,7 +92,7 @@ def expand(plan) -> None:
                         "shadow",
                         f"{ds_label}.{tgt_label}.{dfn_label}.{mode}{i}",
                         {**base, "index": i, "set_seed": set_seed},
-                        {"data": data_id},
+                        {"candidates": cand_inputs[False]},
                         _files("shadow", arch_entry, dfn_entry),
                     )  # fmt: skip
                 )
@@ -93,18 +107,14 @@ def expand(plan) -> None:
                 _files("scenario"),
             )  # fmt: skip
         )
-        cand_inputs = {}
-        for with_sets in (False, True):
-            if with_sets and "scenarios" not in needs:
-                continue
-            name = "candidates+sets" if with_sets else "candidates"
-            cand_inputs[with_sets] = plan.add(
+        if "scenarios" in needs:
+            cand_inputs[True] = plan.add(
                 Node(
                     "mia_input",
                     "mia_input",
-                    f"{ds_label}.{tgt_label}.{dfn_label}.{name}",
-                    {"pool": pool, "sets": with_sets},
-                    {"data": data_id, **({"scenarios": scen_id} if with_sets else {})},
+                    f"{ds_label}.{tgt_label}.{dfn_label}.candidates+sets",
+                    {"pool": pool, "sets": True},
+                    {"data": data_id, "scenarios": scen_id},
                     _files("mia_input"),
                 )  # fmt: skip
             )
