@@ -13,12 +13,13 @@ keeps the random streams, which makes before/after comparisons meaningful.
 
 Who sees what: only trusted jobs (models, metrics, and the jobs that derive
 views) read a private artifact (:data:`PRIVATE_KINDS`: the data artifact,
-the victims of per-sample attacks). Attacker-side jobs
-(:data:`ATTACKER_KINDS`: every prior, every attack; membership attacks get
-candidates and scenario sets without membership, :mod:`mibench_core.membership.inputs`) get the dataset's
+the victims of per-sample attacks, the membership scenarios). Attacker-side
+jobs (:data:`ATTACKER_KINDS`: every prior, every attack) get the dataset's
 *public view* under the input role ``data`` (the public split alone), the
 target, and, for a per-sample attack, the target's *answers* on its victims
-(role ``answers``); :meth:`Plan.add` refuses any other wiring
+(role ``answers``); membership attacks and their reference models (also
+attacker-side) get the candidates, the population and scenario sets without
+membership (:mod:`mibench_core.membership.inputs`); :meth:`Plan.add` refuses any other wiring
 (:mod:`mibench_core.data.views`). A public view carries its data artifact's
 semantic hash (it adds no randomness), and an attack's answers, made from
 what the attack's own spec and inputs already name, stay out of its
