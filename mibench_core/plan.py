@@ -13,11 +13,13 @@ keeps the random streams, which makes before/after comparisons meaningful.
 
 Who sees what: only trusted jobs (models, metrics, and the jobs that derive
 views) read a private artifact (:data:`PRIVATE_KINDS`: the data artifact,
-the victims of per-sample attacks). Attacker-side jobs
-(:data:`ATTACKER_KINDS`: every prior, every attack) get the dataset's
+the victims of per-sample attacks, the membership scenarios). Attacker-side
+jobs (:data:`ATTACKER_KINDS`: every prior, every attack) get the dataset's
 *public view* under the input role ``data`` (the public split alone), the
 target, and, for a per-sample attack, the target's *answers* on its victims
-(role ``answers``); :meth:`Plan.add` refuses any other wiring
+(role ``answers``); membership attacks and their reference models (also
+attacker-side) get the candidates, the population and scenario sets without
+membership (:mod:`mibench_core.membership.inputs`); :meth:`Plan.add` refuses any other wiring
 (:mod:`mibench_core.data.views`). A public view carries its data artifact's
 semantic hash (it adds no randomness), and an attack's answers, made from
 what the attack's own spec and inputs already name, stay out of its
@@ -64,14 +66,14 @@ MAIN_FILE = {
     "split-metric": "metrics.json",
 }
 # membership inference (mibench_core/membership/plan.py)
-STAGE_DIRS.update(shadow="shadows", scenario="scenarios", mia="mia", mia_eval="mia_eval")
-MAIN_FILE.update(shadow="outputs.safetensors", scenario="scenarios.safetensors", mia="scores.safetensors",
-                 mia_eval="metrics.json")  # fmt: skip
+STAGE_DIRS.update(shadow="shadows", scenario="scenarios", mia_input="mia_inputs", mia="mia", mia_eval="mia_eval")
+MAIN_FILE.update(shadow="outputs.safetensors", scenario="scenarios.safetensors", mia_input="inputs.safetensors",
+                 mia="scores.safetensors", mia_eval="metrics.json")  # fmt: skip
 HASH_LEN = 10
 # Artifacts only trusted jobs may read, and the kinds of job an attacker runs: the plan never
 # gives the first to the second (Plan.add).
-PRIVATE_KINDS = ("data", "victims")
-ATTACKER_KINDS = ("prior", "attack")
+PRIVATE_KINDS = ("data", "victims", "scenario")  # a scenario artifact holds membership
+ATTACKER_KINDS = ("prior", "attack", "mia", "shadow")
 
 
 def canonical(obj: Any) -> Any:

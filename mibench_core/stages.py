@@ -25,6 +25,7 @@ RUNNERS = {
     # membership inference
     "shadow": "mibench_core.membership.shadows:run",
     "scenario": "mibench_core.membership.scenarios:run",
+    "mia_input": "mibench_core.membership.inputs:run",
     "mia": "mibench_core.membership.common:run",
     "mia_eval": "mibench_core.membership.evaluate:run",
     "split": "mibench_core.split.common:run",

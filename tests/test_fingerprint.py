@@ -118,7 +118,7 @@ def entries_of_node(node) -> list[registry.Entry]:
         return [registry.get(node.kind, node.name), *output]
     if node.kind == "split":
         return [registry.get("split_attack", node.name)]
-    if node.kind in ("scenario", "mia_eval", "split-metric"):
+    if node.kind in ("scenario", "mia_input", "mia_eval", "split-metric"):
         return []
     return [registry.get("metric", m["name"]) for m in node.spec["metrics"]]
 

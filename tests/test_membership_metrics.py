@@ -29,8 +29,10 @@ def test_auc_and_low_fpr_tpr_by_hand():
     # the trapezoidal area under the ROC equals the Mann-Whitney AUC
     assert np.trapezoid(tpr, fpr) == pytest.approx(0.72)
     assert M.tpr_at_fpr(SCORES, LABELS, 0.001) == pytest.approx(0.4)  # two members above every non-member
-    assert M.tpr_at_fpr(SCORES, LABELS, 0.2) == pytest.approx(0.6)
-    assert M.tpr_at_fpr(SCORES, LABELS, 0.4) == pytest.approx(0.8)
+    # FPR strictly below the level (Carlini et al.'s plot.py): 0.2 with 5 non-members allows no false positive
+    assert M.tpr_at_fpr(SCORES, LABELS, 0.2) == pytest.approx(0.4)
+    assert M.tpr_at_fpr(SCORES, LABELS, 0.21) == pytest.approx(0.6)
+    assert M.tpr_at_fpr(SCORES, LABELS, 0.4) == pytest.approx(0.6)
 
 
 def test_ties_count_one_half_and_perfect_separation():
@@ -67,3 +69,22 @@ def test_roc_downsampling_keeps_the_curve_for_log_plots():
     assert len(fx) <= 101 and fx[0] == 0 and fx[-1] == 1
     for f, t in zip(fx, ty):  # every kept point is a point of the curve at the largest TPR for its FPR
         assert t == tpr[fpr <= f].max()
+
+
+def test_tpr_at_fpr_is_strict_and_reports_its_count_and_interval():
+    # 1,000 non-members, 10 members: one non-member above every member, then all members
+    s = np.r_[10.0, np.linspace(5, 4, 10), np.linspace(0, 1, 999)]
+    y = np.r_[False, np.ones(10, bool), np.zeros(999, bool)]
+    out, _ = M.evaluate(s, s > 3, y)
+    assert out["tpr_at_0.1pct_fpr"] == 0.0  # FPR 0.001 is not below 0.1 %
+    assert out["tpr_at_0.1pct_fpr_max_fp"] == 0 and out["tpr_at_0.1pct_fpr_tp"] == 0
+    assert out["tpr_at_1pct_fpr"] == 1.0 and out["tpr_at_1pct_fpr_max_fp"] == 9 and out["tpr_at_1pct_fpr_tp"] == 10
+    # Clopper-Pearson by hand: 0 of 10 -> [0, 1 - 0.025^(1/10)]; 10 of 10 -> [0.025^(1/10), 1]
+    assert out["tpr_at_0.1pct_fpr_ci_low"] == 0.0
+    assert out["tpr_at_0.1pct_fpr_ci_high"] == pytest.approx(1 - 0.025 ** (1 / 10))
+    assert out["tpr_at_1pct_fpr_ci_low"] == pytest.approx(0.025 ** (1 / 10)) and out["tpr_at_1pct_fpr_ci_high"] == 1
+    lo, hi = M.clopper_pearson(29, 800)  # a published value: [2.4 %, 5.2 %]
+    assert round(lo, 3) == 0.024 and round(hi, 3) == 0.052
+    # 800 non-members: 0.1 % is unreachable, the value is the TPR at 0 FP
+    out, _ = M.evaluate(np.arange(1600.0), np.ones(1600, bool), np.arange(1600) >= 800)
+    assert out["tpr_at_0.1pct_fpr_max_fp"] == 0 and out["tpr_at_1pct_fpr_max_fp"] == 7

@@ -30,13 +30,18 @@ def kinds(plan) -> dict[str, list]:
 def test_smoke_plans_every_attack_with_its_references():
     plan = build(validate(base()))
     k = kinds(plan)
-    assert len(k["mia"]) == 16 and len(k["scenario"]) == 1 and len(k["mia_eval"]) == 1
+    assert len(k["mia"]) == 18 and len(k["scenario"]) == 1 and len(k["mia_eval"]) == 1  # 16 + 2 selection baselines
+    assert {"selection-random", "selection-independent"} <= {n.name for n in k["mia"]}
     modes = sorted(n.spec["mode"] for n in k["shadow"])
     assert modes == ["offline", "offline", "online", "online"]
     by_name = {n.name: n for n in k["mia"]}
-    assert all(r.startswith("offline") for r in by_name["lira-offline"].inputs if r not in ("target", "data"))
+    assert all(r.startswith("offline") for r in by_name["lira-offline"].inputs if r not in ("target", "candidates"))
     assert {r for r in by_name["lira-online"].inputs if r.startswith("online")} == {"online0", "online1"}
-    assert "scenarios" in by_name["blindmi-diff"].inputs and "scenarios" not in by_name["loss-threshold"].inputs
+    # attack jobs get candidates (and set-dependent ones scenario sets) without membership, never the scenarios
+    cands = {n.name: plan.nodes[n.inputs["candidates"]] for n in k["mia"]}
+    assert cands["blindmi-diff"].spec["sets"] and not cands["loss-threshold"].spec["sets"]
+    assert "scenarios" in cands["blindmi-diff"].inputs and "scenarios" not in cands["loss-threshold"].inputs
+    assert all(not {"data", "scenarios"} & set(n.inputs) for n in k["mia"])
     assert "offline0" not in by_name["blindmi-diff"].inputs
     ev = k["mia_eval"][0]
     assert {ev.inputs[r] for r in ev.inputs if r.startswith("mia")} == {n.id for n in k["mia"]}
@@ -51,7 +56,9 @@ def test_no_online_references_without_an_online_attack_and_none_when_disabled():
     cfg = base()
     cfg["membership"]["attacks"] = [{"name": "loss-threshold"}, {"name": "lira-offline"}]
     k = kinds(build(validate(cfg)))
-    assert {n.spec["mode"] for n in k["shadow"]} == {"offline"} and len(k["mia"]) == 2
+    assert {n.spec["mode"] for n in k["shadow"]} == {"offline"} and len(k["mia"]) == 4  # with the baselines
+    cfg["membership"]["selection_baselines"] = False
+    assert len(kinds(build(validate(cfg)))["mia"]) == 2
     cfg["membership"]["enabled"] = False
     assert "mia" not in kinds(build(validate(cfg)))
     del cfg["membership"]
@@ -74,11 +81,11 @@ def test_changing_an_attack_parameter_reruns_that_attack_and_the_evaluation_only
 def test_changing_the_scenarios_reruns_scenarios_set_dependent_attacks_and_evaluation():
     cfg = base()
     a = build(validate(cfg))
-    cfg["membership"]["scenarios"]["grid"]["ratios"] = [0.4]
+    cfg["membership"]["scenarios"]["grid"]["ratios"] = [0.0, 0.4]
     b = build(validate(cfg))
     ids_a, ids_b = {n.label: n.id for n in a.nodes.values()}, {n.label: n.id for n in b.nodes.values()}
     diff = {label.rsplit(".", 1)[-1] for label in ids_a if ids_a[label] != ids_b[label]}
-    assert diff == {"scenarios", "blindmi-diff", "shapley", "membership"}
+    assert diff == {"scenarios", "candidates+sets", "blindmi-diff", "shapley", "membership"}
 
 
 def test_shadows_follow_the_defense_and_output_processing_adds_runs():
@@ -86,6 +93,7 @@ def test_shadows_follow_the_defense_and_output_processing_adds_runs():
     cfg["defenses"] = [{"name": "none"}, {"name": "mid", "beta": 0.01}]
     cfg["output_defenses"] = [{"name": "rounding", "decimals": 1, "defenses": ["none"]}]
     cfg["membership"]["attacks"] = [{"name": "loss-threshold"}, {"name": "label-only"}]
+    cfg["membership"]["selection_baselines"] = False
     k = kinds(build(validate(cfg)))
     assert len(k["mia_eval"]) == 2
     assert {n.spec["defense"]["name"] for n in k["shadow"]} == {"none", "mid"}
@@ -113,6 +121,8 @@ def test_shadows_follow_the_defense_and_output_processing_adds_runs():
         (lambda m: m.update(defenses=["dp"]), "membership.defenses"),
         (lambda m: m["pool"].update(members=1), "membership.pool.members"),
         (lambda m: m.update(attacks=[]), "membership.attacks"),
+        (lambda m: m.update(defense_attack="best-of-four"), "membership.defense_attack"),
+        (lambda m: m["scenarios"]["grid"].update(ratios=[0.2, 0.4]), "membership.scenarios.grid.ratios"),
     ],
 )
 def test_bad_membership_config_names_the_key(edit, key):
@@ -125,8 +135,9 @@ def test_bad_membership_config_names_the_key(edit, key):
 def test_paper_defaults_are_merged_under_the_config():
     m = validate(base())["membership"]
     ppv = next(a for a in m["attacks"] if a["name"] == "ppv")
-    assert ppv["params"] == {"noise_std": 0.01, "noise_samples": 8, "shadows": 1, "samples": 40, "min_fraction": 0.01}
+    assert ppv["params"] == {"noise_std": 0.02, "noise_samples": 8, "shadows": 1, "samples": 40, "min_fraction": 0.01}
     assert m["shadows"]["defense"] == "same" and m["scenarios"]["batch_size"] == 10
+    assert m["defense_attack"] == "lira-online"  # the defense table's attack, fixed by the config
 
 
 def test_every_config_in_the_repository_validates_with_its_membership_section():

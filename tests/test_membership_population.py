@@ -67,11 +67,26 @@ def write_data(tmp_path, t, k=3):
     return ddir
 
 
+def candidates_dir(tmp_path, ddir):
+    """The mia_input artifact (candidates, population, public split; no membership) a shadow job reads."""
+    from mibench_core.membership import inputs
+
+    out = tmp_path / "candidates"
+    if not (out / "manifest.json").exists():
+        job = {"inputs": {"data": {"dir": str(ddir)}}, "outdir": str(out),
+               "spec": {"pool": {"members": 100, "nonmembers": 80, "seed": 3}, "sets": False}}  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        _, results, _ = inputs.run(job)
+        store.write_json(out / "manifest.json", {"results": results})
+    return out
+
+
 def shadow_job(tmp_path, ddir, mode, index=0, count=2):
+    cands = candidates_dir(tmp_path, ddir)
     return {
         "kind": "shadow", "id": f"shadow-{mode}{index}", "name": "shadow", "label": "x", "seed": 5 + index,
         "device": "cpu", "outdir": str(tmp_path / f"{mode}{index}"), "options": {}, "fingerprint": "f",
-        "inputs": {"data": {"id": "d", "kind": "data", "dir": str(ddir)}},
+        "inputs": {"candidates": {"id": "c", "kind": "mia_input", "dir": str(cands)}},
         "spec": {"mode": mode, "index": index, "count": count, "set_seed": 11, "arch": "mcnn",
                  "arch_params": {"width": 2}, "defense": {"name": "none", "params": {}},
                  "train": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "momentum": 0.9,

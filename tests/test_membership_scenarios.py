@@ -121,7 +121,7 @@ def test_sets_are_disjoint_and_the_grid_is_numbered():
     assert np.array_equal(again["ES01.members"], sets["ES02.members"])
 
 
-def test_the_seed_grid_has_the_benchmarks_84_scenario_shape():
+def test_the_full_seed_factor_grid_has_108_scenarios_numbered_in_order():
     grid = {"distributions": ["normal", "uniform", "bernoulli"], "levels": [2.893, 3.813, 4.325],
             "differentials": [0.085, 0.119, 0.157], "ratios": [0.2, 0.4, 0.45, 0.49]}  # fmt: skip
     listed = S.scenario_list({"natural": False, "grid": grid})
@@ -132,3 +132,15 @@ def test_too_small_a_pool_is_an_error_naming_the_key():
     probs, member, risk = pool(n=20)
     with pytest.raises(ValueError, match="membership.pool"):
         S.generate(probs, member, risk, {**CFG, "reference_size": 15}, seed=0)
+
+
+def test_the_membership_config_keeps_108_grid_scenarios_with_unfiltered_ones():
+    import yaml
+
+    from tests.test_membership_plan import REPO
+
+    sc = yaml.safe_load((REPO / "config" / "membership.yaml").read_text())["membership"]["scenarios"]
+    listed = S.scenario_list({"natural": True, **sc})
+    grid = [r for r in listed if r["distribution"] != "natural"]
+    assert len(grid) == 108 and any(r["ratio"] == 0 for r in grid)
+    assert {r["distribution"] for r in grid if r["ratio"] == 0} == {"normal", "uniform", "bernoulli"}

@@ -57,8 +57,9 @@ def test_every_attack_run_is_evaluated_on_every_scenario(tiny):
     scen_dir = plan.nodes[plan.nodes[ev.id].inputs["scenarios"]].directory(plan.results_dir)
     scenarios = store.read_manifest(scen_dir)["results"]["scenarios"]
     runs = [r for r in ev.inputs if r.startswith("mia")]
-    assert len(runs) == 2 * len(ATTACKS)  # each attack once as is and once under label-only output processing
-    assert len(scenarios) == 3 and len(out["rows"]) == len(runs) * 3
+    # each attack and the two selection baselines once as is and once under label-only output processing
+    assert len(runs) == 2 * (len(ATTACKS) + 2)
+    assert len(scenarios) == 5 and len(out["rows"]) == len(runs) * 5  # natural + 2 distributions x ratios 0, 0.2
     for row in out["rows"]:
         for key in ("auc", "tpr_at_0.1pct_fpr", "advantage", "precision", "recall", "f1", "fpr", "fnr"):
             v = row[key]
@@ -66,7 +67,10 @@ def test_every_attack_run_is_evaluated_on_every_scenario(tiny):
     assert len(out["roc"]) == len(runs)
     for mid in (plan.nodes[ev.id].inputs[r] for r in runs):
         m = store.read_manifest(plan.nodes[mid].directory(plan.results_dir))
-        assert m["results"]["queries"] >= m["results"]["n_candidates"]  # every candidate queried at least once
+        if plan.nodes[mid].name.startswith("selection-"):
+            assert m["results"]["queries"] == 0  # a selection baseline never asks the target
+        else:
+            assert m["results"]["queries"] >= m["results"]["n_candidates"]  # every candidate queried at least once
 
 
 def test_report_tables_and_figures(tiny, tmp_path):
@@ -75,7 +79,14 @@ def test_report_tables_and_figures(tiny, tmp_path):
     labels = {n.id: n.label for n in plan.of_kind("mia")}
     report.write_table([plan.nodes[ev.id].directory(plan.results_dir)], str(out), labels)
     df = pd.read_parquet(out)
-    assert set(df["attack_name"]) == {a["name"] for a in ATTACKS}
+    assert set(df["attack_name"]) == {a["name"] for a in ATTACKS} | {"selection-random", "selection-independent"}
+    # the selection baseline in every scenario's rows, and every attack's advantage over it beside its own
+    for (sid, _out), g in df.groupby(["scenario", "output_defense"]):
+        assert {"selection-random", "selection-independent"} <= set(g["attack_name"]), sid
+        base = g[g["attack_name"] == "selection-independent"]["advantage"].iloc[0]
+        for _, r in g.iterrows():
+            assert r["selection_advantage"] == pytest.approx(base)
+            assert r["advantage_over_selection"] == pytest.approx(r["advantage"] - base)
     assert set(df["output_defense"]) == {"none", "label_only"}
     for col in (
         "scenario",
@@ -93,7 +104,8 @@ def test_report_tables_and_figures(tiny, tmp_path):
     ):
         assert col in df.columns, col
     report.markdown_report(str(out), str(tmp_path / "m.md"))
-    assert "ES00" in (tmp_path / "m.md").read_text()
+    text = (tmp_path / "m.md").read_text()
+    assert "ES00" in text and "Advantage over the selection baseline" in text and "[95% CI]" in text
     report.roc_figure(plan.nodes[ev.id].directory(plan.results_dir), str(tmp_path / "roc.png"), "t", labels)
     report.heatmap(str(out), ev.label.rsplit(".", 1)[0], str(tmp_path / "heat.png"))
     attacks = pd.DataFrame([
@@ -107,7 +119,19 @@ def test_report_tables_and_figures(tiny, tmp_path):
     report.defense_threats(str(tmp_path / "attacks.parquet"), str(out), *paths)
     rows = pd.read_parquet(paths[0])
     assert rows.loc[0, "inversion_gmi_acc1"] == 0.5 and rows.loc[0, "inversion_bb_acc1"] == 0.3
-    assert rows.loc[0, "mia_attack"] in ("lira-online", "rmia-offline", "rmia-online")
+    assert rows.loc[0, "mia_attack"] == "lira-online"  # the config's default, fixed before any number is seen
+    nat = df[(df["scenario"] == "ES00") & (df["output_defense"] == "none")]
+    lira = nat[nat["attack"] == "lira-online"].iloc[0]
+    assert (
+        rows.loc[0, "mia_auc"] == pytest.approx(lira["auc"]) and rows.loc[0, "mia_tp"] == lira["tpr_at_0.1pct_fpr_tp"]
+    )
+    # another attack reporting a higher TPR does not change the attack the table reports
+    boosted = df.copy()
+    boosted.loc[boosted["attack_name"] == "rmia-online", ["tpr_at_0.1pct_fpr", "auc"]] = 1.0
+    boosted.to_parquet(tmp_path / "boosted.parquet")
+    again = report.threat_rows(str(tmp_path / "attacks.parquet"), str(tmp_path / "boosted.parquet"))
+    assert again[0]["mia_attack"] == "lira-online" and again[0]["mia_auc"] == pytest.approx(lira["auc"])
+    assert "(95% CI)" in open(paths[1]).read()
     for p in (paths[3], str(tmp_path / "roc.png"), str(tmp_path / "heat.png")):
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "GMI Acc@1" in open(paths[1]).read() and "\\begin{tabular}" in open(paths[2]).read()
@@ -145,7 +169,8 @@ def test_runs_record_their_access_level(tiny):
         if n.kind == "mia":
             m = store.read_manifest(n.directory(plan.results_dir))
             assert m["results"]["access"] == registry.get("mia", n.name).access
-            assert json.loads(json.dumps(m["results"]))["queries"] > 0
+            if not n.name.startswith("selection-"):  # the baselines never ask the target
+                assert json.loads(json.dumps(m["results"]))["queries"] > 0
 
 
 def test_scenarios_are_listed_by_number():
@@ -171,3 +196,20 @@ def test_defense_threats_table_states_the_whole_dp_guarantee(tmp_path):
     text = open(paths[1]).read()
     assert "| DP guarantee |" in text and f"| {guarantee} |" in text
     assert text.count("| n/a |") == 1  # the undefended row has no guarantee to state
+
+
+def test_reference_space_scenarios_never_read_the_attacked_target(tiny, tmp_path):
+    plan, ev, root = tiny
+    node = plan.nodes[plan.nodes[ev.id].inputs["scenarios"]]
+    job = node.job(plan)
+    job["spec"] = {**job["spec"], "scenarios": {**job["spec"]["scenarios"], "space": "reference"}}
+    job["inputs"]["target"] = {**job["inputs"]["target"], "dir": str(tmp_path / "no-target-here")}
+    job["outdir"] = str(tmp_path / "scen")
+    from mibench_core.membership import scenarios
+
+    (tmp_path / "scen").mkdir()
+    _, info, _ = scenarios.run(job)
+    sel = {r["id"]: r["selection"] for r in info["scenarios"]}
+    assert sel["ES00"] == "none (random)" and {v for k, v in sel.items() if k != "ES00"} == {"reference model"}
+    seed_info = store.read_manifest(node.directory(plan.results_dir))["results"]["scenarios"]
+    assert {r["selection"] for r in seed_info if r["id"] != "ES00"} == {"seed"}

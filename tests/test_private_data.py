@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from mibench_core import registry, store
 from mibench_core.attacks.contract import AttackContext, VictimAnswers
@@ -43,7 +44,7 @@ def test_no_attacker_side_job_is_given_a_private_file(configs):
     private = [n for n in plan.nodes.values() if n.kind in PRIVATE_KINDS]
     private_dirs = {n.directory(plan.results_dir) for n in private}
     private_files = {plan.path(n.id) for n in private}
-    attacker_side = [n for n in plan.nodes.values() if n.kind in ATTACKER_KINDS]
+    attacker_side = [n for n in plan.nodes.values() if n.kind in ATTACKER_KINDS and n.kind not in ("mia", "shadow")]
     assert attacker_side and private
     for node in attacker_side:
         kinds = {role: plan.nodes[i].kind for role, i in node.inputs.items()}
@@ -62,6 +63,50 @@ def test_no_attacker_side_job_is_given_a_private_file(configs):
         attack = plan.nodes[node.inputs["attack"]]
         if "answers" in attack.inputs:
             assert node.inputs["victims"] == plan.nodes[attack.inputs["answers"]].inputs["victims"]
+
+
+MEMBERSHIP_CONFIGS = sorted(
+    str(p.relative_to(REPO))
+    for p in (REPO / "config").glob("*.yaml")
+    if ((yaml.safe_load(p.read_text()) or {}).get("membership") or {}).get("enabled", True)
+    and "membership" in (yaml.safe_load(p.read_text()) or {})
+)
+
+
+def test_every_membership_config_is_walked():
+    assert {"config/membership.yaml", "config/smoke.yaml", "config/membership-tabular.yaml"} <= set(MEMBERSHIP_CONFIGS)
+
+
+@pytest.mark.parametrize("config", MEMBERSHIP_CONFIGS)
+def test_no_membership_attack_job_is_given_membership_or_private_data(config):
+    plan = build(_load_config([str(REPO / config)], preflight=False))
+    mias = plan.of_kind("mia")
+    assert mias, config
+    private = [n for n in plan.nodes.values() if n.kind in PRIVATE_KINDS]
+    private_dirs = {n.directory(plan.results_dir) for n in private}
+    private_files = {plan.path(n.id) for n in private}
+    assert {"data", "scenario"} <= {n.kind for n in private}
+    for node in mias + plan.of_kind("shadow"):  # attacks and the attacker's reference models
+        kinds = {role: plan.nodes[i].kind for role, i in node.inputs.items()}
+        assert not set(kinds.values()) & set(PRIVATE_KINDS), (node.label, kinds)
+        assert kinds["candidates"] == "mia_input", node.label
+        assert node.kind == "shadow" or kinds["target"] == "model", node.label
+        assert not set(plan.input_files(node.id)) & private_files, node.label
+        job = json.loads(json.dumps(node.job(plan)))
+        for text in _strings(job):
+            assert not any(text.startswith(d) for d in private_dirs), (node.label, text)
+    # the evaluation alone reads membership
+    readers = {n.kind for n in plan.nodes.values() for i in n.inputs.values() if plan.nodes[i].kind == "scenario"}
+    assert "mia_eval" in readers and readers <= {"mia_eval", "mia_input"}  # mia_input drops the membership
+
+
+def test_the_plan_refuses_to_give_a_membership_attack_the_scenarios():
+    plan = build(_load_config([str(REPO / "config/smoke.yaml")], preflight=False))
+    scen = plan.of_kind("scenario")[0]
+    mia = plan.of_kind("mia")[0]
+    node = Node("mia", mia.name, "x", mia.spec, {**mia.inputs, "scenarios": scen.id}, mia.files)
+    with pytest.raises(ValueError, match=r"would read private artifacts \{'scenarios': 'scenario'\}"):
+        plan.add(node)
 
 
 def test_the_plan_refuses_to_give_an_attack_private_data():

@@ -6,9 +6,11 @@ The target is reached only through a query-counting
 config's output processing (``spec.output``) is applied by the oracle, and the
 attacker applies the same processing to its own reference models' outputs
 (an adversary who knows the API). Reference models come from the shadow
-stage (inputs ``offline<i>`` / ``online<i>``), scenario sets from the
-scenario stage (input ``scenarios``; set-dependent attacks only, and only the
-target sets and non-member sets, never the membership labels).
+stage (inputs ``offline<i>`` / ``online<i>``); candidates, population and
+(set-dependent attacks) scenario sets from a ``mia_input`` artifact (input
+``candidates``, :mod:`mibench_core.membership.inputs`), which holds no
+membership: the job never receives the data artifact or the scenario
+artifact.
 
 Output ``scores.safetensors``: ``scores`` (float64 ``[N]``) and ``decisions``
 (uint8) per candidate, or ``<scenario>.scores`` / ``<scenario>.decisions``
@@ -26,7 +28,6 @@ import torch
 
 from mibench_core import registry, store
 from mibench_core.membership.context import MIAContext, MIAResult, Reference
-from mibench_core.membership.population import build_pool
 from mibench_core.runtime import pick_device, seed_everything
 
 log = logging.getLogger("mibench.membership")
@@ -51,28 +52,17 @@ def reference_roles(inputs: dict) -> list[tuple[str, int, str]]:
     return out
 
 
-def scenario_sets(scenario_dir: str) -> dict[str, dict[str, np.ndarray]]:
-    """Per scenario: the target set (members and non-members merged, in candidate order) and the non-member set."""
-    from mibench_core.membership.scenarios import load
-
-    sets, _ = load(scenario_dir)
-    return {
-        sid: {"targets": np.sort(np.r_[s["members"], s["nonmembers"]]), "reference": s["reference"]}
-        for sid, s in sets.items()
-    }
-
-
 def run(job: dict) -> tuple[list[str], dict, str]:
     from mibench_core.attacks.blackbox import make_postprocess
     from mibench_core.attacks.oracle import build_oracle
-    from mibench_core.models.train import load_data
+    from mibench_core.membership.inputs import load as load_inputs
 
     device = pick_device(job["device"])
     seed_everything(job["seed"])
     entry = registry.get("mia", job["name"])
     spec, params = job["spec"], job["spec"]["params"]
-    tensors, info = load_data(job["inputs"]["data"]["dir"])
-    pool = build_pool(tensors, spec["pool"])
+    pool, sets, info = load_inputs(job["inputs"]["candidates"]["dir"])
+    n_candidates = len(pool["cand_y"])
     target_dir = job["inputs"]["target"]["dir"]
     target_manifest = store.read_manifest(target_dir)
     top_k = (params.get("top_k") or info["num_classes"]) if entry.access == "top-k" else None
@@ -87,16 +77,17 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     ctx = MIAContext(
         num_classes=info["num_classes"], channels=info["channels"], resolution=info["resolution"],
         device=device, seed=job["seed"], access=entry.access, top_k=top_k, oracle=oracle,
-        candidates_x=pool.cand_x, candidates_y=pool.cand_y, population_x=pool.pop_x, population_y=pool.pop_y,
+        candidates_x=pool["cand_x"], candidates_y=pool["cand_y"], population_x=pool["pop_x"],
+        population_y=pool["pop_y"],
         offline=refs["offline"], online=refs["online"], n_augmentations=int(spec.get("augmentations", 1)),
         shadow_postprocess=make_postprocess(output, gen=torch.Generator().manual_seed(job["seed"] + 2)),
-        scenarios=scenario_sets(job["inputs"]["scenarios"]["dir"]) if "scenarios" in job["inputs"] else None,
+        scenarios=sets or None,
         target_arch={k: target_manifest["spec"][k] for k in ("arch", "arch_params")},
     )  # fmt: skip
     result: MIAResult = registry.load(entry)(ctx, **params)
     tensors_out: dict[str, torch.Tensor] = {}
     if result.scores is not None:
-        _check(result.scores, result.decisions, pool.n_candidates, entry.name)
+        _check(result.scores, result.decisions, n_candidates, entry.name)
         tensors_out["scores"] = torch.from_numpy(np.asarray(result.scores, np.float64))
         tensors_out["decisions"] = torch.from_numpy(np.asarray(result.decisions, bool).astype(np.uint8))
     for sid, arrays in result.per_scenario.items():
@@ -110,7 +101,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         "queries": oracle.queries,
         "access": entry.access,
         "top_k": top_k,
-        "n_candidates": pool.n_candidates,
+        "n_candidates": n_candidates,
         "n_offline": len(ctx.offline),
         "n_online": len(ctx.online),
         **result.info,

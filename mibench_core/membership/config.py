@@ -16,6 +16,7 @@ from pathlib import Path
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "workflow" / "schemas" / "membership.schema.yaml"
 GRID_KEYS = ("distributions", "levels", "differentials", "ratios")
+DEFENSE_ATTACKS = ("lira-online", "rmia-online", "lira-offline", "rmia-offline")  # the default, in this order
 
 
 def check_membership(cfg: dict) -> None:
@@ -48,6 +49,12 @@ def check_membership(cfg: dict) -> None:
                     f"config key 'membership.{section}': no {section[:-1]} labelled {label!r}; "
                     f"configured: {', '.join(known)}"
                 )
+    if mem["selection_baselines"]:
+        names = {a.get("name") for a in mem["attacks"]}
+        mem["attacks"] = list(mem["attacks"])
+        mem["attacks"] += [{"name": "selection-random"}] if "selection-random" not in names else []
+        if mem["shadows"]["offline"] >= 1 and "selection-independent" not in names:
+            mem["attacks"].append({"name": "selection-independent"})
     needs = set()
     for i, atk in enumerate(mem["attacks"]):
         entry = _check_name("mia", atk["name"], ["membership", "attacks", i, "name"])
@@ -64,6 +71,14 @@ def check_membership(cfg: dict) -> None:
         if entry.access == "top-k" and params.get("top_k") is not None and params["top_k"] < 1:
             raise ConfigError(f"config key 'membership.attacks[{i}].top_k': must be >= 1")
     _labels(mem["attacks"], "name", "membership.attacks")
+    labels = [a["label"] for a in mem["attacks"]]
+    if mem["defense_attack"] is None:
+        mem["defense_attack"] = next((a for a in DEFENSE_ATTACKS if a in labels), labels[0])
+    if mem["defense_attack"] not in labels:
+        raise ConfigError(
+            f"config key 'membership.defense_attack': no membership attack labelled {mem['defense_attack']!r}; "
+            f"configured: {', '.join(labels)}"
+        )
     sh, sc = mem["shadows"], mem["scenarios"]
     grid = sc["grid"]
     given = [k for k in GRID_KEYS if grid.get(k)]
@@ -87,7 +102,17 @@ def check_membership(cfg: dict) -> None:
         raise ConfigError(
             "config key 'membership.scenarios.list': ids must be distinct and not of the form ESnn (the grid's)"
         )
+    if given and 0 not in [float(r) for r in grid["ratios"]]:
+        raise ConfigError(
+            "config key 'membership.scenarios.grid.ratios': include 0 (every grid keeps its unfiltered scenarios, "
+            "the baseline its filtered ones are read against)"
+        )
     filters = any(r > 0 for r in grid.get("ratios", [])) or any(item.get("ratio", 0) > 0 for item in sc["list"])
+    if sc["space"] == "reference" and sh["offline"] < 1:
+        raise ConfigError(
+            "config key 'membership.scenarios.space': 'reference' computes the scenarios on an offline reference "
+            "model, so at least one (membership.shadows.offline)"
+        )
     if filters and sh["offline"] < 1:
         raise ConfigError(
             "config key 'membership.shadows.offline': scenario ratios need the privacy risk score, "

@@ -18,7 +18,8 @@ An attack is a function ``run(ctx, **params) -> MIAResult``. It sees:
   same output processing and truncation as the target's answers;
 * for set-dependent attacks (BlindMI-Diff, SHAPr) the **scenarios**: per
   scenario, the target set (candidate indices, members and non-members mixed
-  in candidate order) and the non-member-only set.
+  in candidate order), the non-member-only set and ``n_members``, how many
+  members the target set holds (the scenario's design; never which).
 
 It returns per-candidate ``scores`` (higher = more likely a member) and
 ``decisions`` (its own threshold or classifier, fitted on shadow data only),
@@ -85,7 +86,7 @@ class MIAContext:
     online: list[Reference] = field(default_factory=list)
     n_augmentations: int = 1  # augmentations precomputed in the references' outputs
     shadow_postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
-    scenarios: dict[str, dict[str, np.ndarray]] | None = None  # sid -> {"targets", "reference"}
+    scenarios: dict[str, dict] | None = None  # sid -> {"targets", "reference", "n_members"}
     target_arch: dict = field(default_factory=dict)  # the target's architecture (public knowledge)
     _cache: dict = field(default_factory=dict)
 

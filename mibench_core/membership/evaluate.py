@@ -27,7 +27,7 @@ SCENARIO_FIELDS = (
     "distribution", "level", "differential", "ratio", "level_value", "spread_value", "distance_mean",
     "distance_sd", "ks_pvalue", "differential_value", "differential_achieved", "differential_min",
     "differential_max", "ratio_value", "n_members", "n_nonmembers", "n_reference", "pairs_available",
-    "pairs_selected", "pool_distance_mean", "pool_distance_sd",
+    "pairs_selected", "pool_distance_mean", "pool_distance_sd", "selection",
 )  # fmt: skip
 
 

@@ -12,9 +12,14 @@ evaluation members) and the true membership ``labels``:
 * from the scores (threshold-free): ``auc``, the area under the ROC curve
   (the Mann-Whitney probability that a random member scores above a random
   non-member, ties counting one half), and ``tpr_at_<a>fpr``, the largest
-  TPR over the ROC points whose FPR is at most ``a`` (Carlini et al.
-  2022's low-FPR metric; at most ``a`` including equality, so with fewer than
-  ``1 / a`` non-members it is the TPR at zero false positives).
+  TPR over the ROC points whose FPR is strictly below ``a`` (Carlini et al.
+  2022's low-FPR metric, as their ``plot.py``: ``tpr[np.where(fpr < a)[0][-1]]``;
+  no interpolation). Beside it: ``..._tp`` the number of members found there,
+  ``..._max_fp`` the false positives the level allows (``ceil(a * n_nonmembers) - 1``;
+  0 where the level is unreachable, with at most ``1 / a`` non-members: the
+  value is then the **TPR at 0 FP**) and ``..._ci_low`` / ``..._ci_high``
+  the 95 % Clopper-Pearson interval of the TPR (over members only: the
+  threshold, set by the top non-members, adds variance it does not cover).
 
 A metric whose denominator is zero (no predicted members for precision, no
 members for recall ...) is missing (NaN) with its reason, never 0.
@@ -93,15 +98,44 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, level: float) -> float:
+    """The largest ROC-vertex TPR with FPR strictly below ``level``."""
     fpr, tpr, _ = roc_curve(scores, labels)
-    return float(tpr[fpr <= level + 1e-12].max())
+    return float(tpr[fpr < level].max())
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) ``1 - alpha`` interval of a binomial proportion ``k / n``."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return math.nan, math.nan
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def low_fpr(scores: np.ndarray, labels: np.ndarray, level: float) -> dict:
+    """TPR at FPR strictly below ``level`` with its member count, allowed false positives and interval."""
+    y = np.asarray(labels, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    tpr = tpr_at_fpr(scores, y, level)
+    tp = int(round(tpr * n_pos))
+    lo, hi = clopper_pearson(tp, n_pos)
+    key = fpr_key(level)
+    return {key: tpr, f"{key}_tp": tp, f"{key}_max_fp": max(int(math.ceil(level * n_neg)) - 1, 0),
+            f"{key}_ci_low": lo, f"{key}_ci_high": hi}  # fmt: skip
+
+
+def low_fpr_keys(level: float) -> list[str]:
+    key = fpr_key(level)
+    return [key, f"{key}_tp", f"{key}_max_fp", f"{key}_ci_low", f"{key}_ci_high"]
 
 
 def evaluate(scores: np.ndarray, decisions: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
     """Every metric of the module docstring and the reasons of those missing."""
     out, missing = decision_metrics(decisions, labels)
     y = np.asarray(labels, bool)
-    names = ["auc", *(fpr_key(a) for a in FPR_LEVELS)]
+    names = ["auc", *(k for a in FPR_LEVELS for k in low_fpr_keys(a))]
     if y.all() or (~y).all():
         for name in names:
             out[name] = math.nan
@@ -109,7 +143,7 @@ def evaluate(scores: np.ndarray, decisions: np.ndarray, labels: np.ndarray) -> t
         return out, missing
     out["auc"] = auc(scores, y)
     for a in FPR_LEVELS:
-        out[fpr_key(a)] = tpr_at_fpr(scores, y, a)
+        out.update(low_fpr(scores, y, a))
     return out, missing
 
 

@@ -3,11 +3,17 @@
 For every target model of the plan in the scope of ``membership`` (its
 ``datasets`` / ``targets`` / ``defenses`` label lists, default all):
 
-* ``shadows.offline`` + ``shadows.online`` shadow nodes (kind ``shadow``),
+* ``shadows.offline`` + ``shadows.online`` shadow nodes (kind ``shadow``,
+  reading the ``mia_input`` candidates artifact, never the data),
   the same architecture, training and (``defense: same``) defense as the
   target; a set shares its seed (``set_seed``) so its masks are drawn jointly;
   shadows of targets trained identically are the same artifacts;
-* one ``scenario`` node (its evaluation sets);
+* one ``scenario`` node (its evaluation sets, with membership: read by the
+  evaluation only);
+* ``mia_input`` nodes (:mod:`mibench_core.membership.inputs`): the
+  candidates and the population without membership, and for set-dependent
+  attacks the scenario sets without membership; an attack job reads these,
+  never the data or the scenario artifact;
 * one ``mia`` node per attack, and per output processing of the config
   (``output_defenses``, within their ``defenses`` scope) when
   ``membership.output_defenses`` is true;
@@ -58,6 +64,19 @@ def expand(plan) -> None:
         arch_entry = registry.get("arch", node.spec["arch"])
         dfn_entry = registry.get("defense", defense["name"])
         refs: dict[str, str] = {}
+        # what the attacker's jobs get of the pool: candidates and population without membership
+        cand_inputs = {
+            False: plan.add(
+                Node(
+                    "mia_input",
+                    "mia_input",
+                    f"{ds_label}.{tgt_label}.{dfn_label}.candidates",
+                    {"pool": pool, "sets": False},
+                    {"data": data_id},
+                    _files("mia_input"),
+                )
+            )
+        }
         for mode in ("offline", "online"):
             count = sh[mode] if (mode == "offline" or "online" in needs) else 0
             base = {
@@ -73,7 +92,7 @@ def expand(plan) -> None:
                         "shadow",
                         f"{ds_label}.{tgt_label}.{dfn_label}.{mode}{i}",
                         {**base, "index": i, "set_seed": set_seed},
-                        {"data": data_id},
+                        {"candidates": cand_inputs[False]},
                         _files("shadow", arch_entry, dfn_entry),
                     )  # fmt: skip
                 )
@@ -88,18 +107,27 @@ def expand(plan) -> None:
                 _files("scenario"),
             )  # fmt: skip
         )
+        if "scenarios" in needs:
+            cand_inputs[True] = plan.add(
+                Node(
+                    "mia_input",
+                    "mia_input",
+                    f"{ds_label}.{tgt_label}.{dfn_label}.candidates+sets",
+                    {"pool": pool, "sets": True},
+                    {"data": data_id, "scenarios": scen_id},
+                    _files("mia_input"),
+                )  # fmt: skip
+            )
         mia_ids = []
         for atk, entry in zip(mem["attacks"], entries):
             for out in [None, *outputs]:
                 if out is not None and dfn_label not in out.get("defenses", [dfn_label]):
                     continue
-                inputs = {"target": node.id, "data": data_id}
+                inputs = {"target": node.id, "candidates": cand_inputs["scenarios" in entry.aux]}
                 if "offline" in entry.aux:
                     inputs.update(offline)
                 if "online" in entry.aux:
                     inputs.update({r: i for r, i in refs.items() if r.startswith("online")})
-                if "scenarios" in entry.aux:
-                    inputs["scenarios"] = scen_id
                 spec = {"name": atk["name"], "params": atk["params"], "pool": pool,
                         "augmentations": sh["augmentations"]}  # fmt: skip
                 label, extra = atk.get("label", atk["name"]), []

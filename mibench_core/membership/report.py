@@ -14,9 +14,12 @@
 * the **defense table across both threats** (:func:`defense_threats`): per
   target model (the undefended one first), natural accuracy, model-inversion
   Acc@1 of GMI and of the strongest black-box inversion attack (from
-  ``attacks.parquet``), and membership TPR at 0.1 % FPR and AUC of the
-  strongest of LiRA / RMIA on the natural scenario; Parquet, Markdown, LaTeX
-  and a figure.
+  ``attacks.parquet``), and membership TPR at 0.1 % FPR (members found,
+  Clopper-Pearson interval) and AUC of one membership attack on the natural
+  scenario; Parquet, Markdown, LaTeX
+  and a figure. The membership attack of that table is fixed in the config
+  (``membership.defense_attack``, a run label; default ``lira-online``), not
+  chosen by the TPR the table reports.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mibench_core import registry, store  # noqa: E402
-from mibench_core.membership.metrics import FPR_LEVELS, fpr_key  # noqa: E402
+from mibench_core.membership.metrics import FPR_LEVELS, fpr_key, low_fpr_keys  # noqa: E402
 from mibench_core.report.aggregate import flatten  # noqa: E402
 from mibench_core.report.perspectives import (  # noqa: E402
     _fmt,
@@ -45,7 +48,8 @@ from mibench_core.report.perspectives import (  # noqa: E402
 METRICS = ["auc", *(fpr_key(a) for a in FPR_LEVELS), "advantage", "balanced_accuracy", "precision", "recall", "f1",
            "fpr", "fnr", "accuracy"]  # fmt: skip
 LOW_FPR = fpr_key(0.001)
-STRONG = ("lira-online", "rmia-online", "lira-offline", "rmia-offline")  # membership attacks for the defense table
+LOW_FPR_EXTRA = [k for a in FPR_LEVELS for k in low_fpr_keys(a) if k != fpr_key(a)]
+DEFENSE_ATTACK = "lira-online"  # the defense table's membership attack unless the config names another
 NATURAL = "ES00"
 
 
@@ -74,7 +78,8 @@ def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
         for r in payload["rows"]:
             m = mias[r["mia_id"]]
             target = _cached(results / "models" / m["inputs"]["target"])
-            data = _cached(results / "data" / m["inputs"]["data"])
+            cand = _cached(results / "mia_inputs" / m["inputs"]["candidates"])
+            data = _cached(results / "data" / cand["inputs"]["data"])
             label = labels[m["id"]]
             ds, tgt, dfn, atk = label.split(".", 3)
             entry = registry.REGISTRIES["mia"].get(m["name"])
@@ -83,7 +88,7 @@ def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
                 "attack_name": m["name"], "output_defense": (m["spec"].get("output") or {}).get("name", "none"),
                 "access": entry.access if entry else None, "scenario": r["scenario"],
                 **{k: v for k, v in r.items() if k.startswith("scenario.")},
-                **{k: r.get(k) for k in (*METRICS, "tp", "fp", "fn", "tn")},
+                **{k: r.get(k) for k in (*METRICS, *LOW_FPR_EXTRA, "tp", "fp", "fn", "tn")},
                 "missing_reasons": json.dumps(r.get("missing", {}), sort_keys=True),
                 "data_id": data["id"], "target_id": target["id"], "mia_id": m["id"], "scenario_id": scen["id"],
                 "eval_id": ev["id"], "queries": m["results"].get("queries"),
@@ -104,8 +109,28 @@ def collect(eval_dirs: list[str], labels: dict[str, str]) -> list[dict]:
             for k, v in m["versions"].items():
                 row[f"version.{k}"] = v
             rows.append(row)
-    rows.sort(key=lambda r: (r["run"], r["scenario"]))
+    order = {sid: i for i, sid in enumerate(scenario_order({r["scenario"] for r in rows}))}
+    rows.sort(key=lambda r: (r["run"], order[r["scenario"]]))
+    add_selection_baseline(rows)
     return rows
+
+
+SELECTION = "selection-independent"  # the baseline an attack's advantage is read against
+
+
+def add_selection_baseline(rows: list[dict]) -> None:
+    """``selection_advantage``: the selection baseline's advantage on the same target, output processing and
+    scenario; ``advantage_over_selection``: the row's advantage minus it (None without the baseline)."""
+    base = {
+        (r["dataset"], r["target"], r["defense"], r["output_defense"], r["scenario"]): r.get("advantage")
+        for r in rows
+        if r["attack_name"] == SELECTION
+    }
+    for r in rows:
+        b = base.get((r["dataset"], r["target"], r["defense"], r["output_defense"], r["scenario"]))
+        a = r.get("advantage")
+        r["selection_advantage"] = b
+        r["advantage_over_selection"] = None if a is None or b is None else a - b
 
 
 def write_table(eval_dirs: list[str], out: str, labels: dict[str, str]) -> None:
@@ -131,12 +156,22 @@ def markdown_report(parquet: str, out: str) -> None:
     lines += [
         "Scores and decisions of every attack on every scenario (`results/tables/membership.parquet` has every",
         "column). Natural scenario `ES00`: a random balanced set of candidate members and non-members.",
-        f"`{LOW_FPR}`: the largest TPR at a FPR of at most 0.1 % (with fewer than 1,000 non-members,",
-        "the TPR at zero false positives).",
+        "TPR at a FPR level: the largest TPR at a FPR strictly below the level, then the members found and the",
+        "95 % Clopper-Pearson interval; where the non-members are too few for the level to allow a false",
+        "positive the column reads `TPR at 0 FP`.",
         "",
     ]
     nat = df[df["scenario"] == NATURAL] if (df["scenario"] == NATURAL).any() else df
-    cols = ["attack", "access", "queries", *METRICS]
+    nat = nat.copy()
+    low_cols = []
+    for a in FPR_LEVELS:
+        key = fpr_key(a)
+        col = f"TPR@{a * 100:g}%FPR (TP) [95% CI]"
+        if f"{key}_max_fp" in nat.columns and len(nat) and (nat[f"{key}_max_fp"].fillna(1) == 0).all():
+            col = f"TPR at 0 FP (TP) [95% CI] (level {a * 100:g}% unreachable)"
+        nat[col] = [low_fpr_cell(r, key) for _, r in nat.iterrows()]
+        low_cols.append(col)
+    cols = ["attack", "access", "queries", "auc", *low_cols, *METRICS[1 + len(FPR_LEVELS) :]]
     for (ds, tgt, dfn), grp in nat.groupby(["dataset", "target", "defense"], sort=True):
         acc = grp["target_test_acc"].iloc[0]
         tr = grp["target_train_acc"].iloc[0]
@@ -146,12 +181,27 @@ def markdown_report(parquet: str, out: str) -> None:
     lines += ["## Membership advantage by scenario", ""]
     scen_cols = ["scenario", "scenario.distribution", "scenario.level", "scenario.differential", "scenario.ratio",
                  "scenario.distance_mean", "scenario.differential_achieved", "scenario.ratio_value",
-                 "scenario.n_members", "scenario.n_nonmembers"]  # fmt: skip
+                 "scenario.n_members", "scenario.n_nonmembers", "scenario.selection"]  # fmt: skip
     for (ds, tgt, dfn), grp in df.groupby(["dataset", "target", "defense"], sort=True):
         piv = grp.pivot_table(index="scenario", columns="attack", values="advantage", aggfunc="first")
         info = grp.drop_duplicates("scenario").set_index("scenario")[scen_cols[1:]]
-        table = info.join(piv).reset_index()
+        table = info.join(piv)
+        table = table.loc[scenario_order(table.index)].reset_index()
         lines += ["#" + markdown(table, list(table.columns), f"{ds} / {tgt} / {dfn}: advantage"), ""]
+    if "advantage_over_selection" in df.columns and df["advantage_over_selection"].notna().any():
+        lines += ["## Advantage over the selection baseline", "",
+                  f"Each attack's advantage minus `{SELECTION}`'s in the same scenario: the privacy risk score of an",
+                  "independently trained model (an offline reference, never trained on a candidate), membership-",
+                  "independent, so what it gains is what the scenario's selection produces by itself.", ""]  # fmt: skip
+        for (ds, tgt, dfn), grp in df.groupby(["dataset", "target", "defense"], sort=True):
+            g = grp[grp["output_defense"] == "none"]
+            piv = g.pivot_table(index="scenario", columns="attack", values="advantage_over_selection",
+                                aggfunc="first")  # fmt: skip
+            sel = g.drop_duplicates("scenario").set_index("scenario")[["selection_advantage"]]
+            table = sel.join(piv)
+            table = table.loc[scenario_order(table.index)].reset_index()
+            lines += ["#" + markdown(table, list(table.columns), f"{ds} / {tgt} / {dfn}: advantage over selection"),
+                      ""]  # fmt: skip
     missing = {}
     for _, row in df.iterrows():
         for k, v in json.loads(row["missing_reasons"]).items():
@@ -160,6 +210,17 @@ def markdown_report(parquet: str, out: str) -> None:
     if missing:
         lines += ["## Missing values", ""] + [f"- `{k}` ({n} rows)" for k, n in sorted(missing.items())] + [""]
     _write_text(out, "\n".join(lines))
+
+
+def low_fpr_cell(row, key: str) -> str:
+    """``0.036 (29) [0.024, 0.052]``: the TPR at a FPR level, the members found, the Clopper-Pearson interval."""
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "missing"
+    tp, lo, hi = row.get(f"{key}_tp"), row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if tp is None or (isinstance(tp, float) and math.isnan(tp)):
+        return f"{v:.4f}"
+    return f"{v:.4f} ({int(tp)}) [{lo:.4f}, {hi:.4f}]"
 
 
 def roc_figure(eval_dir: str, out: str, label: str, labels: dict[str, str]) -> None:
@@ -240,7 +301,9 @@ def _black_box(name: str) -> bool:
     return entry is not None and entry.access != "white-box"
 
 
-def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
+def threat_rows(attacks_parquet: str, membership_parquet: str, attack: str = DEFENSE_ATTACK) -> list[dict]:
+    """One row per target model; the membership columns come from the run labelled ``attack`` (fixed in the
+    config, never chosen on the evaluated data)."""
     import pandas as pd
 
     atk = pd.read_parquet(attacks_parquet)
@@ -270,14 +333,22 @@ def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
             row["inversion_bb_acc1"], row["inversion_bb_attack"] = float(best["acc1"]), best["attack"]
         else:
             row["inversion_bb_acc1"], row["inversion_bb_attack"] = None, None
-        strong = grp[grp["attack_name"].isin(STRONG) & grp[LOW_FPR].notna()]
-        if len(strong):
-            best = strong.sort_values([LOW_FPR, "auc"], ascending=False).iloc[0]
-            row.update(
-                mia_attack=best["attack"], mia_tpr_at_0p1pct_fpr=float(best[LOW_FPR]), mia_auc=float(best["auc"])
-            )
-        else:
-            row.update(mia_attack=None, mia_tpr_at_0p1pct_fpr=None, mia_auc=None)
+        chosen = grp[grp["attack"] == attack]
+        row.update(mia_attack=attack, mia_tpr_at_0p1pct_fpr=None, mia_tp=None, mia_ci_low=None, mia_ci_high=None,
+                   mia_max_fp=None, mia_auc=None)  # fmt: skip
+        if len(chosen):
+            r = chosen.iloc[0]
+
+            def num(k, r=r):
+                v = r.get(k)
+                return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+            row.update(mia_tpr_at_0p1pct_fpr=num(LOW_FPR), mia_tp=num(f"{LOW_FPR}_tp"),
+                       mia_ci_low=num(f"{LOW_FPR}_ci_low"), mia_ci_high=num(f"{LOW_FPR}_ci_high"),
+                       mia_max_fp=num(f"{LOW_FPR}_max_fp"), mia_auc=num("auc"))  # fmt: skip
+            if row["mia_tp"] is not None:
+                row["mia_tp"] = int(row["mia_tp"])
+        row["mia_ci"] = _ci(row)
         loss = grp[grp["attack_name"] == "loss-threshold"]
         row["loss_threshold_auc"] = float(loss["auc"].iloc[0]) if len(loss) else None
         rows.append(row)
@@ -288,9 +359,16 @@ def threat_rows(attacks_parquet: str, membership_parquet: str) -> list[dict]:
 COLUMNS = [
     ("defense", "defense"), ("strength", "strength"), ("natural_acc", "natural acc."),
     ("inversion_gmi_acc1", "GMI Acc@1"), ("inversion_bb_acc1", "best black-box Acc@1"),
-    ("inversion_bb_attack", "(attack)"), ("mia_tpr_at_0p1pct_fpr", "MIA TPR@0.1%FPR"), ("mia_auc", "MIA AUC"),
+    ("inversion_bb_attack", "(attack)"), ("mia_tpr_at_0p1pct_fpr", "MIA TPR@0.1%FPR"), ("mia_tp", "(TP)"),
+    ("mia_ci", "(95% CI)"), ("mia_auc", "MIA AUC"),
     ("mia_attack", "(MIA attack)"), ("loss_threshold_auc", "loss-thr. AUC"), ("dp_guarantee", "DP guarantee"),
 ]  # fmt: skip
+
+
+def _ci(r: dict) -> str | None:
+    if r.get("mia_ci_low") is None:
+        return None
+    return f"[{r['mia_ci_low']:.4f}, {r['mia_ci_high']:.4f}]"
 
 
 def _cell(v, missing: str = "missing") -> str:
@@ -300,18 +378,23 @@ def _cell(v, missing: str = "missing") -> str:
 
 
 def defense_threats(attacks_parquet: str, membership_parquet: str, out_parquet: str, out_md: str, out_tex: str,
-                    out_png: str) -> None:  # fmt: skip
+                    out_png: str, attack: str = DEFENSE_ATTACK) -> None:  # fmt: skip
     import pandas as pd
 
-    rows = threat_rows(attacks_parquet, membership_parquet)
+    rows = threat_rows(attacks_parquet, membership_parquet, attack)
+    zero_fp = bool(rows) and all(r["mia_max_fp"] == 0 for r in rows)
     with store.atomic_path(out_parquet) as tmp:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
     title = "Defenses against both threats: model inversion and membership inference"
     note = (
         "Per target model: natural test accuracy; model-inversion Acc@1 of GMI (white-box) and of the strongest "
-        "black-box inversion attack (`attacks.parquet`, no output processing); membership TPR at 0.1 % FPR and AUC "
-        "of the strongest of LiRA / RMIA on the natural scenario (`membership.parquet`). Higher = more leakage."
-    )
+        "black-box inversion attack (`attacks.parquet`, no output processing); membership TPR at FPR strictly "
+        f"below 0.1 % with the members found and a 95 % Clopper-Pearson interval, and AUC, of `{attack}` (fixed in "
+        "the config, `membership.defense_attack`) on the natural scenario (`membership.parquet`)"
+        + (": with these non-member counts 0.1 % allows no false positive, so the column is the TPR at 0 FP" if zero_fp
+           else "")
+        + ". Higher = more leakage."
+    )  # fmt: skip
     lines = [f"# {title}", "", note, ""]
     if not rows:
         lines.append("No target has membership-inference rows in this configuration.")
@@ -357,7 +440,7 @@ def defense_threats(attacks_parquet: str, membership_parquet: str, out_parquet: 
         ax2.scatter(x, y, s=40)
         ax2.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax2.set_xlabel("model inversion: GMI Acc@1")
-    ax2.set_ylabel("membership inference: TPR at 0.1% FPR (LiRA / RMIA)")
+    ax2.set_ylabel(f"membership inference: TPR at FPR < 0.1% ({attack})")
     ax2.set_title("the two threats on the same models", fontsize=10)
     ax2.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)

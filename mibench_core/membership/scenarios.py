@@ -52,6 +52,22 @@ pairs, each pair has one distance.
    ``mode: quantile`` the request is a fraction between the smallest and
    largest MMD^2 the windows achieve.
 
+**This is the benchmark's own procedure, and it is circular** (its
+``filter.py`` sweeps a privacy-risk-score threshold over the members): the
+filter removes only members, those the privacy risk score -- the same
+statistic, with the same offline references, as the ``privacy-risk-score``
+attack -- finds least member-like, and the distances are computed on the
+attacked target's own outputs. A filtered scenario therefore favours every
+score correlated with the filter's, whatever the target leaks: it measures
+the selection as well as the attack. Two things make that visible: the
+selection baselines (:mod:`mibench_core.membership.attacks.selection`), run
+as attacks in every scenario, and ``space: reference``, which computes the
+distances and the filter's risk scores on the first offline reference model
+(never trained on a candidate) instead of the attacked target (``space:
+target``, the default, is the seed's). The natural scenario ``ES00`` uses
+neither (a random balanced set): the defense table across threats reads it.
+Every record says which (``selection``: ``seed`` or ``reference model``).
+
 Every scenario records what was requested and what was achieved (mean and
 standard deviation of the chosen distances, a Kolmogorov-Smirnov p-value
 against the requested law for normal and uniform, the differential
@@ -355,6 +371,11 @@ def load(scenario_dir: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], li
 # --- the stage ------------------------------------------------------------------------
 
 
+def _role_order(role: str) -> tuple[str, int]:
+    digits = "".join(ch for ch in role if ch.isdigit())
+    return (role.rstrip("0123456789"), int(digits) if digits else -1)
+
+
 def run(job: dict) -> tuple[list[str], dict, str]:
     """Scenario stage: the target's probabilities on the pool (evaluator side), risk scores, every scenario."""
     from mibench_core.models.train import load_classifier, load_data
@@ -363,10 +384,14 @@ def run(job: dict) -> tuple[list[str], dict, str]:
     spec = job["spec"]
     tensors, info = load_data(job["inputs"]["data"]["dir"])
     pool = build_pool(tensors, spec["pool"])
-    target = load_classifier(job["inputs"]["target"]["dir"], device)
-    probs = model_probs(target, pool.cand_x, device)
+    shadow_dirs = [job["inputs"][r]["dir"] for r in sorted(job["inputs"], key=_role_order) if r.startswith("offline")]
+    space = spec["scenarios"].get("space", "target")
+    if space == "reference":  # the first offline reference model: never trained on a candidate
+        probs = softmax(store.load_tensors(Path(shadow_dirs[0]) / "outputs.safetensors")["cand_logits"][0])
+    else:
+        target = load_classifier(job["inputs"]["target"]["dir"], device)
+        probs = model_probs(target, pool.cand_x, device)
     risk = None
-    shadow_dirs = [job["inputs"][r]["dir"] for r in sorted(job["inputs"]) if r.startswith("offline")]
     if shadow_dirs:
         y = pool.cand_y.numpy()
         tr_v, tr_y, te_v, te_y = [], [], [], []
@@ -382,6 +407,10 @@ def run(job: dict) -> tuple[list[str], dict, str]:
             m_entropy(probs, y), y, info["num_classes"],
         )  # fmt: skip
     arrays, records = generate(probs, pool.cand_member, risk, spec["scenarios"], job["seed"])
+    for rec in records:
+        rec["selection"] = "none (random)" if rec["distribution"] == "natural" else (
+            "seed" if space == "target" else "reference model"
+        )  # fmt: skip
     store.save_tensors(
         Path(job["outdir"]) / "scenarios.safetensors", {k: torch.from_numpy(v) for k, v in arrays.items()}
     )

@@ -29,6 +29,10 @@ candidate keeps IN and OUT models). Model selection on validation data mirrors t
 target's training selects on validation accuracy, the shadow selects on
 ``val_fraction`` of its own OUT population points (never a candidate).
 
+The job reads the pool from a ``mia_input`` artifact
+(:mod:`mibench_core.membership.inputs`: candidates, population and the public
+split, no membership), never the data artifact.
+
 Outputs: ``model.safetensors`` (loadable with
 :func:`mibench_core.models.train.load_classifier`), ``outputs.safetensors``
 with the model's logits on the population and on the candidates under the
@@ -43,12 +47,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from mibench_core import registry, store
-from mibench_core.membership.population import build_pool, shadow_masks
+from mibench_core.membership.population import shadow_masks
 from mibench_core.runtime import pick_device, seed_everything
 
 log = logging.getLogger("mibench.membership.shadows")
@@ -72,16 +77,17 @@ def logits_of(model, x_uint8: torch.Tensor, n_aug: int, device, batch: int = 102
 
 
 def run(job: dict) -> tuple[list[str], dict, str]:
+    from mibench_core.membership.inputs import load as load_inputs
     from mibench_core.models.classifiers import build
-    from mibench_core.models.train import accuracy, load_data, train_classifier
+    from mibench_core.models.train import accuracy, train_classifier
 
     device = pick_device(job["device"])
     gen = seed_everything(job["seed"])
     spec = job["spec"]
-    tensors, info = load_data(job["inputs"]["data"]["dir"])
-    pool = build_pool(tensors, spec["pool"])
+    pool, _, info = load_inputs(job["inputs"]["candidates"]["dir"])
+    pool = SimpleNamespace(**pool)
     online = spec["mode"] == "online"
-    n_pop, n_cand = pool.n_population, pool.n_candidates
+    n_pop, n_cand = len(pool.pop_y), len(pool.cand_y)
     keep = shadow_masks(int(spec["count"]), n_cand if online else n_pop, int(spec["set_seed"]))[int(spec["index"])]
     if spec.get("train_size") and not online and keep.sum() > spec["train_size"]:  # the target's size, not a half
         sub = np.random.default_rng([int(spec["set_seed"]), int(spec["index"])])
@@ -103,7 +109,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         "private_train_x": x_train, "private_train_y": y_train,
         "private_val_x": pool.pop_x[val], "private_val_y": pool.pop_y[val],
         "private_test_x": pool.pop_x[val], "private_test_y": pool.pop_y[val],
-        "public_x": tensors["public_x"],
+        "public_x": getattr(pool, "public_x", pool.pop_x[:0]),
     }  # fmt: skip
     model = build(spec["arch"], spec["arch_params"], info["num_classes"], info["channels"], info["resolution"])
     defense = registry.load(registry.get("defense", spec["defense"]["name"]))(**spec["defense"]["params"])

@@ -15,8 +15,14 @@
   the candidate value maximising balanced accuracy), globally or per class;
 * small attack classifiers (scikit-learn MLP / logistic regression).
 
-Every probability is handled in float64; logarithms are floored at 1e-30
-(Song & Mittal's constant) so saturated float32 softmax outputs stay finite.
+Every signal is computed in float64 from the released (float32) vector as
+log-probabilities: the sum of the classes other than ``y`` is the sum of
+their entries (never ``1 - p_y`` or ``p.sum() - p_y``, which round to 0 once
+``p_y`` rounds to 1), ``log p_y = log1p(-sum_{j != y} p_j)`` for confident
+answers, so the loss, LiRA's signal and the modified entropy keep their exact
+values at logit margins up to ~100 (where float32 entries underflow);
+logarithms are floored at 1e-30 (Song & Mittal's constant) for entries that
+are exactly 0 (top-k truncation).
 """
 
 from __future__ import annotations
@@ -107,31 +113,53 @@ def true_prob(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(p, dtype=np.float64)[np.arange(len(y)), np.asarray(y)]
 
 
+def rest_prob(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_{j != y} p_j``: the other entries summed (the label's entry zeroed), never ``p.sum() - p_y``.
+
+    A float32 answer whose ``p_y`` rounds to 1 still carries the other entries to full relative precision
+    (Carlini et al.'s ``score.py`` sums them the same way)."""
+    q = np.array(p, dtype=np.float64, copy=True)
+    q[np.arange(len(y)), np.asarray(y)] = 0.0
+    return q.sum(1)
+
+
+def log_true_prob(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``log p_y`` in float64 from the released vector: ``log1p(-sum_{j != y} p_j)`` where ``p_y > 1/2``
+    (where the rounding of ``p_y`` itself hides the value), ``log p_y`` elsewhere (floored)."""
+    py, rest = true_prob(p, y), rest_prob(p, y)
+    near_one = py > 0.5
+    out = np.log(np.maximum(py, TINY))
+    out[near_one] = np.log1p(-np.minimum(rest[near_one], 0.5))
+    return out
+
+
 def ce_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy ``-log p_y`` (floored)."""
-    return -np.log(np.maximum(true_prob(p, y), TINY))
+    """Cross-entropy ``-log p_y`` (:func:`log_true_prob`: exact for confident answers, floored at 1e-30)."""
+    return -log_true_prob(p, y)
 
 
 def logit_confidence(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """LiRA's logit scaling ``log p_y - log sum_{j != y} p_j`` (Carlini et al. 2022), both terms floored."""
-    p = np.asarray(p, dtype=np.float64)
-    py = true_prob(p, y)
-    rest = p.sum(1) - py
-    rest = np.where(rest > 0, rest, 0.0)
-    return np.log(np.maximum(py, TINY)) - np.log(np.maximum(rest, TINY))
+    """LiRA's logit scaling ``log p_y - log sum_{j != y} p_j`` (Carlini et al. 2022), the sum over the other
+    entries (:func:`rest_prob`), both terms floored at 1e-30."""
+    return log_true_prob(p, y) - np.log(np.maximum(rest_prob(p, y), TINY))
 
 
 def m_entropy(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Song & Mittal's modified entropy: ``-(1 - p_y) log p_y - sum_{j != y} p_j log(1 - p_j)``."""
+    """Song & Mittal's modified entropy: ``-(1 - p_y) log p_y - sum_{j != y} p_j log(1 - p_j)``.
+
+    ``1 - p_y`` is the other entries' sum where ``p_y > 1/2``; ``log(1 - p_j)`` is ``log1p(-p_j)``, or for a
+    wrong class with ``p_j > 1/2`` the log of the sum of the entries other than ``j``."""
     p = np.asarray(p, dtype=np.float64)
-    rows = np.arange(len(y))
-    log_p = -np.log(np.maximum(p, TINY))
-    log_rev = -np.log(np.maximum(1.0 - p, TINY))
-    weights = p.copy()
-    weights[rows, y] = 1.0 - p[rows, y]
-    logs = log_rev.copy()
-    logs[rows, y] = log_p[rows, y]
-    return (weights * logs).sum(1)
+    rows, y = np.arange(len(y)), np.asarray(y)
+    py, rest = true_prob(p, y), rest_prob(p, y)
+    one_minus_py = np.where(py > 0.5, rest, 1.0 - py)
+    log_rev = np.log1p(-np.minimum(p, 0.5))  # exact for p_j <= 1/2
+    top = p.argmax(1)
+    big = (p[rows, top] > 0.5) & (top != y)
+    if big.any():
+        log_rev[rows[big], top[big]] = np.log(np.maximum(rest_prob(p[big], top[big]), TINY))
+    log_rev[rows, y] = 0.0
+    return -one_minus_py * log_true_prob(p, y) - (p * log_rev).sum(1)
 
 
 def sorted_desc(p: np.ndarray) -> np.ndarray:

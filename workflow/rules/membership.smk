@@ -72,6 +72,30 @@ rule make_scenarios:
         "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
 
 
+rule make_mia_inputs:
+    input:
+        node_inputs,
+    output:
+        inputs=f"{R}/mia_inputs/{{aid}}/inputs.safetensors",
+        manifest=f"{R}/mia_inputs/{{aid}}/manifest.json",
+    params:
+        job=lambda w: job_json(w.aid),
+        label=lambda w: job_label(w.aid),
+    log:
+        f"{R}/logs/mia_inputs/{{aid}}.log",
+    benchmark:
+        f"{R}/benchmarks/mia_inputs/{{aid}}.tsv"
+    threads: res("metric", "threads")
+    resources:
+        mem_mb=res("metric", "mem_mb"),
+        runtime=res("metric", "runtime"),
+        gpu=res("metric", "gpu"),
+    conda:
+        "../../envs/mibench.yaml"
+    shell:
+        "MIBENCH_THREADS={threads} " + MIBENCH + " run --job {params.job:q} --label {params.label:q} > {log} 2>&1"
+
+
 rule run_mia:
     input:
         node_inputs,
@@ -212,6 +236,8 @@ rule defense_threats:
     input:
         attacks=f"{TABLES}/attacks.parquet",
         membership=f"{TABLES}/membership.parquet",
+    params:
+        attack=(PLAN.config.get("membership") or {}).get("defense_attack") or "lira-online",
     output:
         table=f"{TABLES}/defense_threats.parquet",
         markdown=report(

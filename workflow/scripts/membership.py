@@ -23,7 +23,13 @@ elif rule == "plot_membership_heatmap":
     report.heatmap(sm.input.table, sm.wildcards.label, sm.output.figure)
 elif rule == "defense_threats":
     report.defense_threats(
-        sm.input.attacks, sm.input.membership, sm.output.table, sm.output.markdown, sm.output.latex, sm.output.figure
+        sm.input.attacks,
+        sm.input.membership,
+        sm.output.table,
+        sm.output.markdown,
+        sm.output.latex,
+        sm.output.figure,
+        sm.params.attack,
     )
 else:
     raise SystemExit(f"membership.py: no handler for rule {rule!r}")

@@ -15,9 +15,19 @@ from 1e-6 to 1e6), floored at 1e-4.
 The non-member set is the scenario's generated non-member set (the
 benchmark replaces BlindMI's own generator, Sobel-filtered images, with the
 scenario's, whose differential distance it controls). Decisions are the
-algorithm's; the continuous score for the threshold-free metrics is the MMD
-decrease when the sample is moved, given the final member set (positive for
-members). Set-dependent: it runs once per scenario.
+algorithm's (hyhmia/BlindMI ``BlindMI_Diff_W.py``, ``diff_Mem_attack``).
+
+The authors' code outputs decisions only. The continuous score for the
+threshold-free metrics is the quantity their loop compares for each sample:
+``dis_ori - dis_new``, the floored MMD between the non-member set and the
+batch's member set minus the floored MMD after moving the sample to the
+non-member side, taken at the last pass in which the sample was tested
+(the pass that removed a non-member; the final pass for a member). It is
+``>= 0`` exactly for the samples the algorithm keeps as members and ``< 0``
+for those it removes, so ranking by it agrees with the decisions, and every
+sample gets a finite, defined value (a lone final member too: moving it
+leaves an empty member set, whose MMD the loop floors). Set-dependent: it
+runs once per scenario.
 """
 
 from __future__ import annotations
@@ -79,11 +89,12 @@ class _Batch:
 
 
 def diff_batch(batch: np.ndarray, reference: np.ndarray, krr: float, max_passes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(member decisions, scores) of one batch against the non-member set."""
+    """(member decisions, scores) of one batch against the non-member set (scores: module docstring)."""
     m = len(batch)
     kb = _Batch(batch, reference, krr)
     none = np.zeros(m, bool)
     pred = np.ones(m, bool)
+    scores = np.zeros(m)
     for _ in range(max_passes):
         dis_ori = max(FLOOR, kb.dist(none, pred))
         new = pred.copy()
@@ -92,17 +103,14 @@ def diff_batch(batch: np.ndarray, reference: np.ndarray, krr: float, max_passes:
             moved[i] = True
             rest = pred.copy()
             rest[i] = False
-            if max(FLOOR, kb.dist(moved, rest)) > dis_ori:
+            dis_new = max(FLOOR, kb.dist(moved, rest))
+            scores[i] = dis_ori - dis_new
+            if dis_new > dis_ori:
                 new[i] = False
         if (new == pred).all():
             break
         pred = new
-    scores = np.empty(m)
-    for i in range(m):
-        with_i, without_i, moved = pred.copy(), pred.copy(), none.copy()
-        with_i[i], without_i[i], moved[i] = True, False, True
-        scores[i] = kb.dist(none, with_i) - kb.dist(moved, without_i)
-    return pred, np.nan_to_num(scores, neginf=0.0, posinf=0.0)
+    return pred, scores
 
 
 def blindmi_diff(

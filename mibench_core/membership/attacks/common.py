@@ -63,7 +63,8 @@ def leave_one_out_threshold(
     scores of those points (population or candidates, ``part``) against the
     pseudo-target, using only the other references; the threshold maximising
     balanced accuracy over every pseudo-target's IN / OUT points is returned
-    (None with one reference)."""
+    (None with one reference). A score ``score_fn`` returns as NaN (the point
+    cannot be scored with those references) is left out."""
     if len(refs) < 2:
         return None
     s_in, s_out = [], []
@@ -71,4 +72,8 @@ def leave_one_out_threshold(
         others = [r for r in refs if r is not ref]
         s_in.append(score_fn(ref, others, ins))
         s_out.append(score_fn(ref, others, outs))
-    return fit_threshold(np.concatenate(s_in), np.concatenate(s_out))
+    s_in, s_out = np.concatenate(s_in), np.concatenate(s_out)
+    s_in, s_out = s_in[np.isfinite(s_in)], s_out[np.isfinite(s_out)]
+    if len(s_in) == 0 or len(s_out) == 0:
+        return None
+    return fit_threshold(s_in, s_out)

@@ -17,6 +17,12 @@ from the trajectory plus the final loss under the distilled model itself
 (the target's own loss, from its answers); member when its probability is at
 least 1/2. Queries: the distillation set once and the candidates once.
 Paper default: 100 distillation epochs (a CPU budget sets fewer).
+Deviation: the distillation set excludes the shadow's *sampled* members and
+non-members; with ``attack_samples`` below the shadow's training-set size its
+other members stay in it (the shadow's student then distils on some of the
+shadow's own training points, the target's never does). With the shipped
+settings (``attack_samples`` = the offline references' ``train_size``) every
+shadow member is excluded.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 inference under realistic assumptions", PETS).
 
 MERLIN queries the target on ``noise_samples`` noisy neighbours ``x + N(0,
-noise_std^2)`` of a candidate (in the model's [-1, 1] range) and counts the
+noise_std^2)`` of a candidate (``noise_std`` in the model's [-1, 1] range,
+twice the scale of the paper's [0, 1] features) and counts the
 fraction whose loss exceeds the loss of ``x`` itself: a training point sits in
 a local minimum of the loss, so nearly every direction increases it. The
 threshold is chosen, as the paper does, for **positive predictive value**
@@ -11,8 +12,11 @@ attacker's own, queried the same way) with ``samples`` members and as many
 non-members, the threshold with the highest PPV among those predicting at
 least ``min_fraction`` of the shadow members (the least such threshold on
 ties). Queries: ``noise_samples + 1`` per candidate. Paper defaults: 100
-neighbours, noise 0.01 (their features in [0, 1]). MORGAN (Merlin combined
-with a loss window) is not included.
+neighbours, noise 0.01 with features in [0, 1], i.e. ``noise_std`` 0.02 in
+the [-1, 1] range the noise is added in. The loss is the exact
+``-log p_y`` of :func:`mibench_core.membership.signals.ce_loss` (confident
+answers do not collapse to a loss of 0). MORGAN (Merlin combined with a loss
+window) is not included.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ METHODS = [
         "kind": "mia",
         "call": "run",
         "description": "PPV attack, Merlin (Jayaraman et al. 2021): loss increase under noise, PPV-chosen threshold",
-        "defaults": {"noise_std": 0.01, "noise_samples": 100, "shadows": 1, "samples": 500, "min_fraction": 0.01},
+        "defaults": {"noise_std": 0.02, "noise_samples": 100, "shadows": 1, "samples": 500, "min_fraction": 0.01},
         "bounds": {"noise_std": "(0, inf)", "noise_samples": "[1, inf)", "min_fraction": "(0, 1]"},
         "access": "probabilities",
         "aux": ["offline"],

@@ -15,19 +15,25 @@ the value is the mean over test points.
 Here the set being valued is a scenario's target set (the target's released
 probability vectors, the candidates' labels; members and non-members mixed,
 unlabelled), the test points its generated non-member set (with labels, the
-attacker's data). Values are multiplied by the set size ``N`` (they sum to
-the k-NN accuracy, so scaled values are comparable across set sizes). The
-threshold is fitted without the target: the same values computed on an
-offline shadow model's answers, for ``samples`` of its members and as many
-non-members valued against other population points it did not train on; the
-value best separating them. Set-dependent: it runs once per scenario.
+attacker's data). Values are multiplied by the set size ``N``. Shapley values
+depend on the set's size and composition (they sum to the k-NN utility), so
+the threshold is fitted per scenario composition, without the target: on an
+offline shadow model's answers, a set of as many of its members and
+non-members as the scenario's target set holds (the scenario's public design:
+its size and member count, never which candidates are members), valued
+against as many other population points it did not train on as the
+scenario's non-member set holds; the value best separating its members from
+its non-members (balanced accuracy, :func:`fit_threshold`). Set-dependent: it
+runs once per scenario. ``samples`` caps the shadow's members and
+non-members per composition. Deviation from SHAPr: SHAPr reports the values as
+a risk metric and fixes no decision threshold.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mibench_core.membership.attacks.common import require, shadow_sets
+from mibench_core.membership.attacks.common import require
 from mibench_core.membership.context import MIAContext, MIAResult
 from mibench_core.membership.signals import fit_threshold
 
@@ -62,22 +68,44 @@ def knn_shapley(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
     return values / max(len(test_x), 1)
 
 
+def shadow_threshold(
+    answers: np.ndarray, labels: np.ndarray, pop_in: np.ndarray, n_in: int, n_out: int, n_test: int, k: int,
+    rng: np.random.Generator,
+) -> float:  # fmt: skip
+    """The balanced-accuracy threshold on one shadow model's scaled values for a set of ``n_in`` of its members
+    and ``n_out`` non-members valued against ``n_test`` other non-members (``answers``: its population answers)."""
+    ins_all, outs_all = np.flatnonzero(pop_in), np.flatnonzero(~pop_in)
+    n_in, n_out = min(n_in, len(ins_all)), min(n_out, len(outs_all) - 1)
+    ins = rng.choice(ins_all, n_in, replace=False)
+    outs = rng.choice(outs_all, n_out, replace=False)
+    rest = np.setdiff1d(outs_all, outs)
+    test = rng.choice(rest, min(len(rest), max(n_test, 1)), replace=False)
+    valued = np.r_[ins, outs]
+    v = knn_shapley(answers[valued], labels[valued], answers[test], labels[test], k) * len(valued)
+    return fit_threshold(v[:n_in], v[n_in:])
+
+
 def run(ctx: MIAContext, k: int, samples: int | None) -> MIAResult:
     if not ctx.scenarios:
         raise ValueError("shapley runs on scenario sets; none were given")
     require(ctx.offline, 1, "shapley")
     answers, y = ctx.target_answers(0), ctx.candidates_y.numpy()
     py = ctx.population_y.numpy()
-    ref, ins, outs = shadow_sets(ctx, ctx.offline[:1], samples, salt=15)[0]
-    rest = np.setdiff1d(np.flatnonzero(~ref.pop_in), outs)
-    test = ctx.rng(16).choice(rest, min(len(rest), max(len(ins), 1)), replace=False)
+    ref = ctx.offline[0]
     sh = ctx.shadow_answers(ref, "pop")
-    valued = np.r_[ins, outs]
-    v = knn_shapley(sh[valued], py[valued], sh[test], py[test], k) * len(valued)
-    tau = fit_threshold(v[: len(ins)], v[len(ins) :])
+    taus: dict[tuple[int, int, int], float] = {}
     per = {}
     for sid, sets in sorted(ctx.scenarios.items()):
         t, r = sets["targets"], sets["reference"]
+        n_in = int(sets["n_members"])
+        n_out = len(t) - n_in
+        if samples is not None:  # keep the proportions, cap the size
+            scale = min(1.0, samples / max(n_in, n_out, 1))
+            n_in, n_out = max(1, round(n_in * scale)), max(1, round(n_out * scale))
+        comp = (n_in, n_out, len(r))
+        if comp not in taus:
+            taus[comp] = shadow_threshold(sh, py, ref.pop_in, *comp, k, ctx.rng(15 + len(taus)))
         score = knn_shapley(answers[t], y[t], answers[r], y[r], k) * len(t)
-        per[sid] = {"scores": score, "decisions": score >= tau}
-    return MIAResult(None, None, per_scenario=per, info={"threshold": tau, "k": k})
+        per[sid] = {"scores": score, "decisions": score >= taus[comp]}
+    info = {"k": k, "thresholds": {f"{a}/{b}/{c}": v for (a, b, c), v in taus.items()}}
+    return MIAResult(None, None, per_scenario=per, info=info)
