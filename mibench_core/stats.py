@@ -101,6 +101,94 @@ def bootstrap_interval(values: np.ndarray, labels: np.ndarray, resamples: np.nda
     return percentile_interval(resampled_statistic(values, labels, resamples, stat), confidence)
 
 
+def class_sizes(labels: np.ndarray) -> dict[int, int]:
+    """Reconstructions per class."""
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    return {int(c): int(n) for c, n in zip(classes, counts, strict=True)}
+
+
+def too_few_per_class(labels: np.ndarray) -> str | None:
+    """Why a run's values get no within-run interval (fewer than two reconstructions in a class), or None."""
+    sizes = class_sizes(labels)
+    small = sorted(c for c, n in sizes.items() if n < 2)
+    if not small:
+        return None
+    return (
+        f"fewer than two reconstructions in class {small[0]}"
+        + (f" (and {len(small) - 1} more classes)" if len(small) > 1 else "")
+        + ": a class with one reconstruction shows no within-class variation, so no within-run interval"
+    )
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """Whether per-reconstruction values are successes and failures (1/0; NaN-free): a proportion."""
+    v = np.asarray(values, dtype=np.float64)
+    return len(v) > 0 and bool(np.isin(v, (0.0, 1.0)).all())
+
+
+def design_effect(values: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(design effect, intraclass correlation) of values clustered by class (Kish 1965).
+
+    The ICC is the one-way ANOVA estimator (MSB - MSW) / (MSB + (m0 - 1) MSW) with m0 the
+    adjusted mean class size (Donner 1986), clipped to [0, 1]; the design effect is
+    1 + (mean class size - 1) ICC. Without between- and within-class variation (every value
+    equal) or with one class the ICC cannot be estimated and counts as 0.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    k, n = len(classes), len(v)
+    if k < 2 or n <= k:
+        return 1.0, 0.0
+    sizes = np.array([(labels == c).sum() for c in classes], dtype=np.float64)
+    means = np.array([v[labels == c].mean() for c in classes])
+    grand = v.mean()
+    msb = float((sizes * (means - grand) ** 2).sum() / (k - 1))
+    msw = float(sum(((v[labels == c] - m) ** 2).sum() for c, m in zip(classes, means, strict=True)) / (n - k))
+    m0 = (n - (sizes**2).sum() / n) / (k - 1)
+    denom = msb + (m0 - 1) * msw
+    icc = 0.0 if denom <= 0 else min(1.0, max(0.0, (msb - msw) / denom))
+    return 1.0 + (n / k - 1.0) * icc, icc
+
+
+def proportion_interval(values: np.ndarray, labels: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """(low, high, effective n): Wilson score interval of a proportion of clustered 0/1 values.
+
+    The reconstructions of one class share the class (and, for many attacks, one learned
+    distribution or one top-k selection), so they are not independent: n is deflated by the
+    design effect (:func:`design_effect`) and the Wilson interval (Wilson 1927; statsmodels'
+    ``proportion_confint``) computed at the effective n. The interval is conditional on the run's
+    trained models: it says nothing of another seed's run. It lies in [0, 1], holds the
+    estimate, and has positive width for every n >= 2.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    v = np.asarray(values, dtype=np.float64)
+    p = float(v.mean())
+    deff, _ = design_effect(v, labels)
+    n_eff = len(v) / deff
+    lo, hi = proportion_confint(p * n_eff, n_eff, alpha=1 - confidence, method="wilson")
+    lo, hi = min(max(float(lo), 0.0), p), max(min(float(hi), 1.0), p)  # rounding only
+    return lo, hi, n_eff
+
+
+def basic_log_interval(estimate: float, samples: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """Basic (reverse-percentile) bootstrap interval on the log scale of a positive statistic.
+
+    A set-level distance (the Frechet distance) is biased upward on a resample, which repeats
+    reconstructions: its bootstrap distribution sits above the estimate and a percentile interval
+    is shifted up. The basic interval 2 log t - q_hi, 2 log t - q_lo (Davison & Hinkley 1997,
+    eq. 5.6) reflects that shift back; on the log scale it stays above 0. None when a replicate
+    or the estimate is not finite and positive.
+    """
+    s = np.asarray(samples, dtype=np.float64)
+    if len(s) == 0 or not np.isfinite(s).all() or (s <= 0).any() or not (estimate > 0 and math.isfinite(estimate)):
+        return None
+    q_lo, q_hi = np.quantile(np.log(s), [(1 - confidence) / 2, (1 + confidence) / 2])
+    t = math.log(estimate)
+    return float(min(math.exp(2 * t - q_hi), estimate)), float(max(math.exp(2 * t - q_lo), estimate))
+
+
 def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float | None, float | None]:
     """(mean, low, high): Student's t interval of the mean; no interval from fewer than 2 values."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)

@@ -138,3 +138,64 @@ def test_prdc_per_fake_values_average_to_precision_and_density():
     assert values == functional.prdc(real, fake, 3)
     assert per_fake["precision"].mean().item() == pytest.approx(values["precision"])
     assert per_fake["density"].mean().item() == pytest.approx(values["density"])
+
+
+def test_proportion_interval_is_never_zero_width_and_stays_in_zero_one():
+    for n_per, k in ((2, 5), (8, 5), (1, 2), (4, 3)):
+        labels = np.repeat(np.arange(k), n_per)
+        n = len(labels)
+        if n < 2:
+            continue
+        for successes in range(n + 1):
+            x = np.zeros(n)
+            x[:successes] = 1.0  # classes all-right first: the most clustered arrangement
+            p = successes / n
+            lo, hi, n_eff = stats.proportion_interval(x, labels, 0.95)
+            assert 0.0 <= lo <= p <= hi <= 1.0, (n_per, k, successes)
+            if p > 0:
+                assert hi - lo > 0.01, (n_per, k, successes, lo, hi)
+            assert 1 <= n_eff <= n + 1e-9
+
+
+def test_proportion_interval_matches_wilson_when_classes_do_not_cluster():
+    # 40/40 has no variation to cluster: n stays 40, Wilson's lower end is 40 / (40 + z^2)
+    labels = np.repeat(np.arange(5), 8)
+    lo, hi, n_eff = stats.proportion_interval(np.ones(40), labels, 0.95)
+    z = 1.959963984540054
+    assert n_eff == 40 and hi == 1.0 and lo == pytest.approx(40 / (40 + z * z), abs=1e-12)
+    # 32/40 with four classes all right and one all wrong: ICC 1, the classes are the units (n_eff 5)
+    x = (labels < 4).astype(float)
+    deff, icc = stats.design_effect(x, labels)
+    assert icc == 1.0 and deff == 8.0
+    lo, hi, n_eff = stats.proportion_interval(x, labels, 0.95)
+    assert n_eff == 5.0
+    centre = (0.8 + z * z / 10) / (1 + z * z / 5)
+    half = z / (1 + z * z / 5) * math.sqrt(0.8 * 0.2 / 5 + z * z / 100)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half), abs=1e-12)
+
+
+def test_design_effect_is_one_for_values_independent_of_class():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(10), 50)
+    deffs = [stats.design_effect((rng.random(500) < 0.4).astype(float), labels)[0] for _ in range(50)]
+    assert 1.0 <= np.mean(deffs) < 1.5
+
+
+def test_too_few_reconstructions_per_class_is_a_reason():
+    assert stats.too_few_per_class(np.array([0, 0, 1, 1])) is None
+    assert "class 2" in stats.too_few_per_class(np.array([0, 0, 1, 1, 2]))
+
+
+def test_basic_log_interval_of_the_frechet_distance_is_not_shifted_up():
+    # with-replacement resamples repeat reconstructions and inflate the Frechet distance, so the
+    # percentile interval sits above the estimate; the basic interval holds it and stays above 0
+    rng = np.random.default_rng(4)
+    real = torch.tensor(rng.normal(size=(500, 16)))
+    fake = torch.tensor(rng.normal(size=(40, 16)))
+    labels = np.repeat(np.arange(5), 8)
+    estimate = functional.frechet_distance_features(fake, real)
+    samples = functional.frechet_distance_resampled(fake, real, stats.stratified_resamples(labels, 300, rng))
+    pct = stats.percentile_interval(samples, 0.95)
+    assert pct[0] > estimate  # the defect the basic interval corrects
+    lo, hi = stats.basic_log_interval(estimate, samples, 0.95)
+    assert 0 < lo < hi and lo <= estimate <= hi and hi < pct[1]

@@ -148,6 +148,7 @@ def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tupl
             for name in payload["overall"]:
                 low, high = (payload.get("ci") or {}).get(name) or (None, None)
                 row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
+                row[f"{name}_n_eff"] = (payload.get("n_eff") or {}).get(name)
             values += [name for name in _value_order(mm["spec"]["metrics"], payload["overall"]) if name not in values]
             missing.update(payload["missing"])
             ci_notes.update(payload.get("ci_notes", {}))
