@@ -1,24 +1,23 @@
-"""Interval estimates and significance tests for the benchmark's numbers (numpy; SciPy for t quantiles).
+"""Interval estimates and significance tests for the benchmark's numbers (numpy, SciPy, statsmodels).
 
-Within a run (the metric stage):
+Within a run (the metric stage), every interval conditional on the run's trained models:
 
-* :func:`stratified_resamples`: bootstrap resamples of a run's reconstructions,
-  drawn with replacement *within each class* (an attack makes a fixed number of
-  reconstructions per class, so every resample keeps those counts).
-* :func:`resampled_statistic` / :func:`bootstrap_interval`: the statistic a
-  metric reports (the mean over reconstructions, or the mean over classes of
-  the class means) on each resample, and its percentile interval
-  (Efron & Tibshirani 1993, ch. 13).
+* :func:`proportion_interval`: a proportion of 0/1 values (Acc@1) gets the Wilson interval at n
+  deflated by the class design effect (:func:`design_effect`).
+* :func:`stratified_resamples`, :func:`resampled_statistic`, :func:`bootstrap_interval`: other
+  per-reconstruction statistics get the percentile bootstrap over resamples drawn within each
+  class (Efron & Tibshirani 1993, ch. 13); :func:`basic_log_interval`: a Frechet distance the basic
+  bootstrap interval on the log scale.
+* :func:`too_few_per_class`: with fewer than two reconstructions in a class, no interval.
 
-Across replicates (the report stage): :func:`t_interval`, Student's t interval
-of the mean over seeds.
+Across replicates (the report stage): :func:`combine_runs`, a random-effects combination of the
+runs' values with their within-run variances (logit scale for proportions, log for distances).
 
-Rankings (the report stage): :func:`stratified_permutation_test`, a two-sample
-permutation test of the difference of class-balanced means that permutes
-method labels only within strata (the class a reconstruction was made for,
-and its replicate seed), :func:`holm` (Holm 1979, step-down Bonferroni) and
-:func:`compact_letters` (the insert-and-absorb algorithm of Piepho 2004, "An
-algorithm for a letter-based representation of all-pairwise comparisons").
+Rankings (the report stage): :func:`seed_block_tests`, the run as the unit: a two-way method x
+seed analysis with the interaction as error and Holm-corrected pairwise contrasts (:func:`holm`,
+statsmodels ``multipletests``); :func:`exact_seed_floor`, the smallest p an exact seed-level test
+reaches; :func:`compact_letters` (the insert-and-absorb algorithm of Piepho 2004, "An algorithm
+for a letter-based representation of all-pairwise comparisons").
 """
 
 from __future__ import annotations
@@ -203,44 +202,149 @@ def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float
     return mean, mean - half, mean + half
 
 
-def stratified_permutation_test(
-    a_values: np.ndarray,
-    a_strata: Sequence[Hashable],
-    b_values: np.ndarray,
-    b_strata: Sequence[Hashable],
-    n_permutations: int,
-    rng: np.random.Generator,
-) -> tuple[float, float, int]:
-    """(difference, two-sided p-value, number of strata) for "A and B have the same outcomes".
+SCALES = ("logit", "log", "identity")
 
-    The statistic is the mean over the strata both samples have of (mean of A - mean of B) in
-    the stratum: a class-balanced difference. Under the null the method labels are exchangeable
-    within a stratum, so each permutation shuffles them there; p = (1 + #{|T*| >= |T|}) / (1 + P).
-    NaN values are left out; without a common stratum the difference and p are NaN.
+
+def _to_scale(x: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "logit":
+        return np.log(x) - np.log1p(-x)
+    return np.log(x) if scale == "log" else x
+
+
+def _from_scale(y: float, scale: str) -> float:
+    if scale == "logit":
+        return float(1.0 / (1.0 + math.exp(-y))) if y > -700 else 0.0
+    return float(math.exp(y)) if scale == "log" else float(y)
+
+
+def combine_runs(
+    estimates: Sequence[float],
+    scale: str,
+    confidence: float,
+    n_eff: Sequence[float | None] | None = None,
+    intervals: Sequence[tuple | None] | None = None,
+) -> tuple[float, float | None, float | None, str]:
+    """(estimate, low, high, method) over seeds: a random-effects combination of per-run estimates.
+
+    Each run's estimate carries its within-run variance, so the interval is never narrower than
+    the runs' own sampling noise, and the seeds' spread enters as the between-run variance tau^2
+    (Paule-Mandel; statsmodels ``combine_effects``). The pooled estimate's interval uses Student's t
+    with k - 1 df (k seeds) on the random-effects standard error, never narrower than the normal one.
+
+    Scales, so that no interval leaves the metric's range: ``logit`` for proportions (a run's
+    proportion p of n_eff effective reconstructions becomes logit((p n_eff + 1/2) / (n_eff + 1))
+    with variance 1 / (n_eff p~ (1 - p~)), the empirical logit of Cox 1970), ``log`` for distances
+    (variance from the run's interval, ((log hi - log lo) / 2z)^2), ``identity`` otherwise (from
+    the interval's half-width). A run without a within-run variance makes the combination the t
+    interval over seeds on that scale (the method says so). One run: its own interval.
     """
-    a_values, b_values = np.asarray(a_values, dtype=np.float64), np.asarray(b_values, dtype=np.float64)
-    codes: dict = {}  # strata may be tuples: code them as integers
-    a_strata = np.asarray([codes.setdefault(s, len(codes)) for s in a_strata], dtype=np.int64)
-    b_strata = np.asarray([codes.setdefault(s, len(codes)) for s in b_strata], dtype=np.int64)
-    a_ok, b_ok = ~np.isnan(a_values), ~np.isnan(b_values)
-    a_values, a_strata, b_values, b_strata = a_values[a_ok], a_strata[a_ok], b_values[b_ok], b_strata[b_ok]
-    common = sorted(set(a_strata.tolist()) & set(b_strata.tolist()))
-    if not common:
-        return math.nan, math.nan, 0
-    observed = 0.0
-    permuted = np.zeros(n_permutations)
-    for s in common:
-        a_s, b_s = a_values[a_strata == s], b_values[b_strata == s]
-        observed += a_s.mean() - b_s.mean()
-        pooled = np.concatenate([a_s, b_s])
-        order = np.argsort(rng.random((n_permutations, len(pooled))), axis=1)
-        shuffled = pooled[order]
-        permuted += shuffled[:, : len(a_s)].mean(axis=1) - shuffled[:, len(a_s) :].mean(axis=1)
-    observed /= len(common)
-    permuted /= len(common)
-    tol = 1e-12 * max(1.0, abs(observed))
-    extreme = int((np.abs(permuted) >= abs(observed) - tol).sum())
-    return float(observed), (1 + extreme) / (1 + n_permutations), len(common)
+    from scipy import stats as sps
+
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r}; valid: {', '.join(SCALES)}")
+    k = len(estimates)
+    est = np.asarray(estimates, dtype=np.float64)
+    n_eff = list(n_eff) if n_eff is not None else [None] * k
+    intervals = list(intervals) if intervals is not None else [None] * k
+    z = sps.norm.ppf((1 + confidence) / 2)
+    if scale == "logit":
+        ne = np.array([math.nan if v is None else float(v) for v in n_eff])
+        p = (est * ne + 0.5) / (ne + 1.0)
+        y = _to_scale(np.where(np.isnan(ne), np.clip(est, 1e-6, 1 - 1e-6), p), scale)
+        var = 1.0 / (ne * p * (1.0 - p))
+    else:
+        y = _to_scale(est, scale)
+        var = np.full(k, np.nan)
+        for i, ci in enumerate(intervals):
+            if ci is not None and ci[0] is not None and ci[1] is not None:
+                lo_i, hi_i = _to_scale(np.array([ci[0], ci[1]], dtype=np.float64), scale)
+                var[i] = ((hi_i - lo_i) / (2 * z)) ** 2
+    if k == 1:
+        lo1, hi1 = intervals[0] if intervals[0] is not None else (None, None)
+        return float(est[0]), lo1, hi1, "the run's interval"
+    t = sps.t.ppf((1 + confidence) / 2, k - 1)
+    if np.isfinite(var).all() and (var > 0).all():
+        import warnings
+
+        from statsmodels.stats.meta_analysis import combine_effects
+
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # I^2 of identical runs divides by 0
+            res = combine_effects(y, var, method_re="pm")
+        centre, se = float(res.mean_effect_re), float(math.sqrt(res.var_eff_w_re))
+        method = f"random-effects combination of {k} runs (Paule-Mandel tau^2, t with {k - 1} df, {scale} scale)"
+    else:
+        centre, se = float(y.mean()), float(y.std(ddof=1) / math.sqrt(k))
+        method = f"t interval over {k} seeds on the {scale} scale (a run without within-run variance)"
+        if not se > 0:  # equal runs without their own variance: no width to show, so no interval
+            return _from_scale(centre, scale), None, None, method
+    lo, hi = _from_scale(centre - t * se, scale), _from_scale(centre + t * se, scale)
+    value = _from_scale(centre, scale)
+    return value, min(lo, value), max(hi, value), method
+
+
+def exact_seed_floor(n_seeds: int, sided: int = 2) -> float:
+    """The smallest p an exact seed-level test can reach with ``n_seeds`` paired seeds (sign flips: 2^-n
+    one-sided, 2^(1-n) two-sided): a design with a larger floor than alpha cannot show a difference
+    without distributional assumptions."""
+    return min(1.0, sided / 2.0**n_seeds) if n_seeds > 0 else 1.0
+
+
+def seed_block_tests(runs: Sequence[tuple[str, Hashable, float]], alpha: float, min_seeds: int = 3) -> dict:
+    """All pairwise comparisons of methods from per-run values, the run as the unit.
+
+    ``runs``: (method, seed, value) of every run, a value per run (class-balanced). The model is the
+    two-way analysis of a randomized complete block design: value = method + seed + error, seeds
+    as blocks, so the method x seed interaction is the error term (df (methods - 1)(seeds - 1)
+    when complete; ordinary least squares with statsmodels, which also takes a missing run). Each
+    pair gets the t test of its contrast on that error (two-sided), Holm-corrected over the family
+    (statsmodels ``multipletests``). Fewer than ``min_seeds`` seeds, or no error df: no test, and
+    the reason "not testable with n seeds".
+
+    Returns ``{"pairs": [{a, b, difference, p, p_holm, significant}], "n_seeds", "df",
+    "testable", "reason", "exact_floor"}`` (``exact_floor``: :func:`exact_seed_floor`).
+    """
+    import pandas as pd
+
+    df = pd.DataFrame([(str(m), str(s), float(v)) for m, s, v in runs], columns=["method", "seed", "value"])
+    df = df[np.isfinite(df["value"])]
+    methods = list(dict.fromkeys(str(m) for m, _, _ in runs))
+    n_seeds = int(df["seed"].nunique())
+    out = {"pairs": [], "n_seeds": n_seeds, "df": 0, "testable": False, "reason": None,
+           "exact_floor": exact_seed_floor(n_seeds)}  # fmt: skip
+    present = [m for m in methods if (df["method"] == m).any()]
+    design = None
+    if n_seeds >= min_seeds and len(present) >= 2:
+        from statsmodels.regression.linear_model import OLS
+
+        mx = pd.get_dummies(pd.Categorical(df["method"], categories=present), drop_first=True, dtype=float)
+        sx = pd.get_dummies(pd.Categorical(df["seed"]), drop_first=True, dtype=float, prefix="seed")
+        design = pd.concat([pd.Series(1.0, index=mx.index, name="const"), mx, sx], axis=1)
+        fit = OLS(df["value"].to_numpy(), design.to_numpy()).fit()
+        out["df"] = int(round(fit.df_resid))
+        if out["df"] < 1 or not fit.mse_resid > 0:
+            design = None
+    if design is None:
+        out["reason"] = f"not testable with {n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    means = df.groupby("method")["value"].mean()
+    for i, a in enumerate(present):
+        for b in present[i + 1 :]:
+            pair = {"a": a, "b": b, "difference": float(means[a] - means[b]), "p": math.nan}
+            if design is not None:
+                contrast = np.zeros(design.shape[1])
+                for m, sign in ((a, 1.0), (b, -1.0)):
+                    if m != present[0]:
+                        contrast[1 + present.index(m) - 1] = sign
+                test = fit.t_test(contrast)
+                pair["difference"], pair["p"] = float(np.squeeze(test.effect)), float(np.squeeze(test.pvalue))
+            out["pairs"].append(pair)
+    ps = [p["p"] for p in out["pairs"]]
+    adjusted = holm(ps) if design is not None and ps else [math.nan] * len(ps)
+    for pair, adj in zip(out["pairs"], adjusted, strict=True):
+        pair["p_holm"] = adj
+        pair["significant"] = bool(adj == adj and adj < alpha)
+    out["testable"] = design is not None
+    return out
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -248,14 +352,13 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
     Sorted ascending, the i-th smallest of m gets max_{j<=i} min(1, (m - j + 1) p_(j)).
     """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=np.float64)
     out = np.full(len(p), np.nan)
     ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    running = 0.0
-    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    if len(ok):
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out.tolist()
 
 

@@ -106,7 +106,9 @@ def _interval_note(df) -> str:
     seeds = sorted({int(n) for n in df["n_seeds"].dropna()}) if "n_seeds" in df.columns else [1]
     return (
         f"Intervals: {'; '.join(methods) or 'none'}. Seeds per row: {', '.join(map(str, seeds))}. "
-        "`± h`: symmetric t interval; `[low, high]`: percentile bootstrap interval."
+        "`[low, high]`: one seed, the run's interval (conditional on this run's models); several seeds, the "
+        "random-effects combination of the runs (logit scale for proportions, log scale for distances); "
+        "per-seed values in attacks_summary.parquet (`<value>_per_seed`)."
     )
 
 

@@ -253,7 +253,7 @@ rule render_defense_matrix:
 
 
 # Attacks per target model and defenses per attack, ranked with significance groups
-# (permutation tests on the per-reconstruction values, Holm-corrected).
+# (the run as the unit: two-way method x seed analysis, Holm-corrected).
 rule rank_methods:
     input:
         attacks=f"{TABLES}/attacks.parquet",
