@@ -123,18 +123,17 @@ def test_paper_tables_show_mean_and_interval_with_footnoted_missing_values(repli
     header = next(line for line in md if line.startswith("| attack |"))
     assert header == "| attack | Acc@1 (%) ↑ | group | Acc@5 (%) ↑ | KNN dist. ↓ | FID ↓ | Feat. dist. ↓ |"
     gmi = next(line for line in md if line.startswith("| gmi |"))
-    # gmi first (higher Acc@1); mean over 3 seeds with the t interval; Acc@5 and FID missing with footnotes
+    # gmi first (higher Acc@1); over 3 seeds, two significant digits of the larger half-width; Acc@5 and FID
+    # missing with footnotes
     assert md.index(gmi) < md.index(next(line for line in md if line.startswith("| deepinversion |")))
-    assert (
-        gmi.startswith("| gmi | 73.3 [50.3, 88.2] |") and "| a | missing (a) | 2.49 [1.51, 4.11] | missing (b) |" in gmi
-    )
+    assert gmi.startswith("| gmi | 73 [50, 88] |") and "| a | missing (a) | 2.5 [1.5, 4.1] | missing (b) |" in gmi
     assert "- (a) only 5 classes: top-5 accuracy needs more than 5" in md
     assert any(line.startswith("- (b) not computed: its metric is not among the configured") for line in md)
     tex = (tmp_path / "p.tex").read_text()
-    assert r"73.3 {\scriptsize[50.3, 88.2]}" in tex and r"--\textsuperscript{a}" in tex and r"{\scriptsize[" in tex
+    assert r"73 {\scriptsize[50, 88]}" in tex and r"--\textsuperscript{a}" in tex and r"{\scriptsize[" in tex
     paper.defense_tables(str(tmp_path / "s.parquet"), str(tmp_path / "d.md"), str(tmp_path / "d.tex"))
     dmd = (tmp_path / "d.md").read_text()
-    assert "| none | 90.0 | gmi | 73.3 [50.3, 88.2] |" in dmd and "|  |  | deepinversion | 60.0 [50.0, 65.0] |" in dmd
+    assert "| none | 90.0 | gmi | 73 [50, 88] |" in dmd and "|  |  | deepinversion | 60.0 [50.0, 65.0] |" in dmd
 
 
 def test_a_rows_replicate_is_the_plans_even_where_the_specs_carry_no_seed():

@@ -20,7 +20,7 @@ import json
 import math
 
 from mibench_core import store
-from mibench_core.report.intervals import symmetric, with_interval
+from mibench_core.report.intervals import decimals_for, over_seeds, symmetric, with_interval
 
 # (column, header, percent)
 COLUMNS = (
@@ -82,6 +82,10 @@ def _value_cells(row, columns, notes: Footnotes) -> tuple[list[str], list[str]]:
         kwargs = {"scale": 100.0, "fixed": 1} if percent else {"fixed": 2}
         kwargs["symmetric"] = symmetric(row)
         low, high = row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
+        if over_seeds(row):  # a half-width from a few seeds: two significant digits
+            k = kwargs.get("scale", 1.0)
+            d = decimals_for(*(None if v is None or v != v else float(v) * k for v in (value, low, high)))
+            kwargs["fixed"] = kwargs["fixed"] if d is None else d
         md.append(with_interval(value, low, high, **kwargs))
         tex.append(with_interval(value, low, high, pm=r"$\pm$", **kwargs).replace("[", "{\\scriptsize[").replace(
             "]", "]}"))  # fmt: skip
