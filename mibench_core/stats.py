@@ -302,13 +302,18 @@ def seed_block_tests(runs: Sequence[tuple[str, Hashable, float]], alpha: float, 
     the reason "not testable with n seeds".
 
     Returns ``{"pairs": [{a, b, difference, p, p_holm, significant}], "n_seeds", "df",
-    "testable", "reason", "exact_floor"}`` (``exact_floor``: :func:`exact_seed_floor`).
+    "testable", "reason", "exact_floor"}`` (``exact_floor``: :func:`exact_seed_floor`). A method whose
+    runs share no seed with another method's (one run shared by every replicate) is in no test.
     """
     import pandas as pd
 
     df = pd.DataFrame([(str(m), str(s), float(v)) for m, s, v in runs], columns=["method", "seed", "value"])
     df = df[np.isfinite(df["value"])]
     methods = list(dict.fromkeys(str(m) for m, _, _ in runs))
+    # a seed with one method's run (a run shared by every replicate, seed None) compares nothing
+    per_seed = df.groupby("seed")["method"].transform("nunique")
+    alone = sorted(set(df.loc[per_seed < 2, "method"]) - set(df.loc[per_seed >= 2, "method"]))
+    df = df[per_seed >= 2]
     n_seeds = int(df["seed"].nunique())
     out = {"pairs": [], "n_seeds": n_seeds, "df": 0, "testable": False, "reason": None,
            "exact_floor": exact_seed_floor(n_seeds)}  # fmt: skip
@@ -330,14 +335,17 @@ def seed_block_tests(runs: Sequence[tuple[str, Hashable, float]], alpha: float, 
     for i, a in enumerate(present):
         for b in present[i + 1 :]:
             pair = {"a": a, "b": b, "difference": float(means[a] - means[b]), "p": math.nan}
+            out["pairs"].append(pair)
             if design is not None:
                 contrast = np.zeros(design.shape[1])
                 for m, sign in ((a, 1.0), (b, -1.0)):
                     if m != present[0]:
-                        contrast[1 + present.index(m) - 1] = sign
+                        contrast[present.index(m)] = sign
                 test = fit.t_test(contrast)
                 pair["difference"], pair["p"] = float(np.squeeze(test.effect)), float(np.squeeze(test.pvalue))
-            out["pairs"].append(pair)
+    for i, a in enumerate(alone):  # in no seed with another method: never tested
+        for b in [*present, *alone[i + 1 :]]:
+            out["pairs"].append({"a": a, "b": b, "difference": math.nan, "p": math.nan})
     ps = [p["p"] for p in out["pairs"]]
     adjusted = holm(ps) if design is not None and ps else [math.nan] * len(ps)
     for pair, adj in zip(out["pairs"], adjusted, strict=True):

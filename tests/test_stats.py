@@ -216,3 +216,12 @@ def test_combine_runs_stays_in_range_and_is_never_narrower_than_a_run():
     assert 0 < lo < est < hi
     # one run keeps its own interval
     assert stats.combine_runs([0.4], "logit", 0.95, [10], [(0.2, 0.6)])[1:3] == (0.2, 0.6)
+
+
+def test_a_run_shared_by_every_seed_is_in_no_test():
+    rng = np.random.default_rng(13)
+    runs = simulate_family(rng, n_seeds=4) + [("shared", None, 0.5)]
+    out = stats.seed_block_tests(runs, 0.05)
+    assert out["testable"] and out["n_seeds"] == 4 and out["df"] == 9
+    shared = [p for p in out["pairs"] if "shared" in (p["a"], p["b"])]
+    assert len(shared) == 4 and all(math.isnan(p["p"]) and not p["significant"] for p in shared)

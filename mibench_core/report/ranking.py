@@ -120,7 +120,9 @@ def rank_family(runs, key_col: str, col: str, settings: dict, loaded: dict):
             different.add(frozenset((p["a"], p["b"])))
     pairs.sort(key=lambda p: (order[p["a"]], order[p["b"]]))
     # untested pairs never count as different: without a test every method shares one group
-    letters = stats.compact_letters(ranked, different) if ranked and tests["testable"] else {}
+    tested = {m for p in pairs if p["p"] == p["p"] for m in (p["a"], p["b"])}
+    in_test = [m for m in ranked if m in tested]
+    letters = stats.compact_letters(in_test, different) if in_test and tests["testable"] else {}
     rows = []
     for r, m in enumerate(ranked + [m for m in methods if m not in ranked]):
         d = info[m]
