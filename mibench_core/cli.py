@@ -285,7 +285,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", help="weight file name (see `mibench weights list`)")
     p.add_argument("-c", "--configfile", action="append", default=[], help="config file(s) whose weights: to use")
     p.add_argument("--out", help="convert: the safetensors file to write (default: NAME.safetensors beside it)")
+    p = sub.add_parser("readme", help="rewrite the README's generated result sections from the report tables")
+    p.add_argument("--check", action="store_true", help="only say whether the README agrees (exit 1 if not)")
+    p.add_argument("--root", default=".", help="the repository (default: the current folder)")
     args = parser.parse_args(argv)
+    if args.cmd == "readme":
+        from mibench_core.report.readme import update
+
+        agreed = update(args.root, check=args.check)
+        if args.check and not agreed:
+            print("README.md disagrees with the report tables: run `mibench readme`", file=sys.stderr)
+            return 1
+        return 0
     if args.cmd == "weights" and args.action in ("path", "convert") and not args.name:
         parser.error(f"mibench weights {args.action} needs a NAME")
     if args.cmd == "run":

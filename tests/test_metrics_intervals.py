@@ -44,6 +44,7 @@ def test_intervals_change_no_value_and_bracket_the_means(run_dirs):
     manifest, with_ci = metric_job(root, inputs, "m-ci", 500)
     _, without = metric_job(root, inputs, "m-none", 0)
     assert with_ci["overall"] == without["overall"] and with_ci["per_class"] == without["per_class"]
+    assert with_ci["ci"]["acc1"] == without["ci"]["acc1"]  # Wilson: no resampling
     assert PER_SAMPLE in manifest["files"] and with_ci["n_recon"] == 18
     ci = with_ci["ci"]
     for name in ("acc1", "knn_dist", "feat_dist", "precision", "density", "psnr", "ssim", "sok_ssim", "eval_fd"):
@@ -52,8 +53,14 @@ def test_intervals_change_no_value_and_bracket_the_means(run_dirs):
         assert lo - 1e-6 * abs(value) <= value <= hi + 1e-6 * abs(value), name
     for name in ("recall", "coverage", "sok_alpha_ssim"):
         assert name not in ci and "biased low" in with_ci["ci_notes"][name]
-    assert without["ci"] == {} and "bootstrap is 0" in without["ci_notes"]["acc1"]
+    assert set(without["ci"]) == {"acc1"} and "bootstrap is 0" in without["ci_notes"]["knn_dist"]
     assert "500 resamples" in with_ci["intervals"]["method"]
+    assert "conditional on this run's models" in with_ci["intervals"]["method"]
+    # every estimate in float64 lies inside its interval (Acc@1 of 18 in 3 classes: a multiple of 1/18)
+    lo, hi = ci["acc1"]
+    assert lo <= with_ci["overall"]["acc1"] <= hi and lo < hi and 0 <= lo and hi <= 1
+    assert with_ci["overall"]["acc1"] == round(with_ci["overall"]["acc1"] * 18) / 18
+    assert 0 < with_ci["n_eff"]["acc1"] <= 18
 
 
 def test_per_sample_values_give_the_overall_values(run_dirs):
@@ -72,3 +79,17 @@ def test_per_sample_values_give_the_overall_values(run_dirs):
     # same seed, same resamples: the job is deterministic
     metric_job(root, inputs, "m-ps2", 200)
     assert json.loads((root / "m-ps2" / "metrics.json").read_text())["ci"] == payload["ci"]
+
+
+def test_one_reconstruction_per_class_gets_a_reason_not_an_interval(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one-per-class")
+    data = build_data(root)
+    target = build_target(root, data)
+    evaluation = build_target(root, data, arch="evalcnn", arch_params={"width": 4})
+    attack, _ = run_attack_job(root, "deepinversion", data, target, per_class=1, iterations=2)
+    inputs = {"attack": attack, "data": data, "target": target, "evaluation": evaluation}
+    _, payload = metric_job(root, inputs, "m-one", 100)
+    assert payload["ci"] == {}
+    for name in ("acc1", "knn_dist", "psnr", "eval_fd"):
+        if payload["overall"].get(name) is not None:
+            assert "fewer than two reconstructions" in payload["ci_notes"][name], name

@@ -14,8 +14,9 @@ def run_row(attack, seed, acc1, knn, defense="none", nat=0.9, **extra):
         "setting": f"d.t.{defense}.{attack}", "replicate_seed": seed, "dataset": "d", "target": "t",
         "defense": defense, "attack": attack, "target.defense.name": "mid" if defense != "none" else "none",
         "target_test_acc": nat, "output_defense": "none", "attack_id": f"{attack}-{seed}", "n_recon": 40,
-        "acc1": acc1, "acc1_ci_low": None if acc1 is None else acc1 - 0.1, "acc1_ci_high": None if acc1 is None
-        else min(1.0, acc1 + 0.05), "knn_dist": knn, "knn_dist_ci_low": knn - 0.5, "knn_dist_ci_high": knn + 0.25,
+        "acc1": acc1, "acc1_n_eff": 40, "acc1_ci_low": None if acc1 is None else acc1 - 0.1,
+        "acc1_ci_high": None if acc1 is None else min(1.0, acc1 + 0.05),
+        "knn_dist": knn, "knn_dist_ci_low": knn - 0.5, "knn_dist_ci_high": knn + 0.25,
         "acc5": None, "acc5_ci_low": None, "acc5_ci_high": None,
         "missing_reasons": json.dumps({"acc5": "only 5 classes: top-5 accuracy needs more than 5"}),
         "ci_notes": json.dumps({}), "ci_method": "95% percentile bootstrap (1000 resamples)",
@@ -32,23 +33,34 @@ def replicated(tmp_path):
     return path
 
 
-def test_summary_gives_mean_and_t_interval_over_seeds_and_keeps_a_single_runs_interval(replicated, tmp_path):
-    from scipy import stats as sps
+def test_summary_combines_runs_with_their_variances_and_keeps_a_single_runs_interval(replicated, tmp_path):
+    from mibench_core import stats
 
     aggregate.write_summary(str(replicated), str(tmp_path / "s.parquet"), 0.95)
     s = pd.read_parquet(tmp_path / "s.parquet").set_index("run")
     gmi = s.loc["d.t.none.gmi"]
     vals = [0.775, 0.8, 0.65]
-    lo, hi = sps.t.interval(0.95, 2, loc=sum(vals) / 3, scale=sps.sem(vals))
-    assert gmi["acc1"] == pytest.approx(sum(vals) / 3)
-    assert (gmi["acc1_ci_low"], gmi["acc1_ci_high"]) == pytest.approx((lo, hi))
+    est, lo, hi, method = stats.combine_runs(vals, "logit", 0.95, n_eff=[40, 40, 40])
+    assert (gmi["acc1"], gmi["acc1_ci_low"], gmi["acc1_ci_high"]) == pytest.approx((est, lo, hi))
+    assert 0 < gmi["acc1_ci_low"] < min(vals) and max(vals) < gmi["acc1_ci_high"] < 1
+    assert json.loads(gmi["acc1_per_seed"]) == vals
+    # distances on the log scale: the interval stays above 0
+    assert 0 < gmi["knn_dist_ci_low"] < gmi["knn_dist"] < gmi["knn_dist_ci_high"]
     assert gmi["n_seeds"] == 3 and json.loads(gmi["seeds"]) == [0, 1, 2] and gmi["n_recon"] == 120
-    assert "t interval" in gmi["ci_method"] and json.loads(gmi["attack_id"]) == ["gmi-0", "gmi-1", "gmi-2"]
+    assert "random-effects" in gmi["ci_method"] and json.loads(gmi["attack_id"]) == ["gmi-0", "gmi-1", "gmi-2"]
     assert pd.isna(gmi["acc5"])
     assert "only 5 classes" in json.loads(gmi["missing_reasons"])["acc5"]
     di = s.loc["d.t.none.deepinversion"]
     assert di["n_seeds"] == 1 and (di["acc1"], di["acc1_ci_low"], di["acc1_ci_high"]) == pytest.approx((0.6, 0.5, 0.65))
     assert "bootstrap" in di["ci_method"]
+
+
+def test_values_over_seeds_show_two_significant_digits_of_the_half_width():
+    row = {"acc1": 0.966667, "acc1_ci_low": 0.8233, "acc1_ci_high": 0.99,
+           "ci_method": "95% over 3 seeds: random-effects combination of 3 runs"}  # fmt: skip
+    # the larger half-width is 0.143: two significant digits are two decimals
+    assert intervals.cell(row, "acc1") == "0.97 [0.82, 0.99]"
+    assert intervals.decimals_for(33.0, 5.0, 71.0) == 0 and intervals.decimals_for(0.5, 0.5, 0.5) is None
 
 
 def test_t_intervals_are_written_plus_minus_and_bootstrap_intervals_bracketed():
@@ -84,7 +96,7 @@ def test_charts_draw_error_bars_from_the_interval_columns(replicated, tmp_path, 
     monkeypatch.setattr(figures, "_savefig", spy)
     figures.comparison_chart(str(tmp_path / "s.parquet"), str(tmp_path / "c.png"))
     assert seen["bars"][0].errorbar is not None  # the Acc@1 panel's bars carry error bars
-    assert any("t interval" in t for t in seen["footer"])
+    assert any("random-effects" in t for t in seen["footer"])
     err = intervals.error_bars(pd.read_parquet(tmp_path / "s.parquet").sort_values("run"), "acc1")
     assert err[:, 0] == pytest.approx([0.1, 0.05])  # deepinversion: its bootstrap interval
 
@@ -111,16 +123,17 @@ def test_paper_tables_show_mean_and_interval_with_footnoted_missing_values(repli
     header = next(line for line in md if line.startswith("| attack |"))
     assert header == "| attack | Acc@1 (%) ↑ | group | Acc@5 (%) ↑ | KNN dist. ↓ | FID ↓ | Feat. dist. ↓ |"
     gmi = next(line for line in md if line.startswith("| gmi |"))
-    # gmi first (higher Acc@1); mean over 3 seeds with the t interval; Acc@5 and FID missing with footnotes
+    # gmi first (higher Acc@1); over 3 seeds, two significant digits of the larger half-width; Acc@5 and FID
+    # missing with footnotes
     assert md.index(gmi) < md.index(next(line for line in md if line.startswith("| deepinversion |")))
-    assert gmi.startswith("| gmi | 74.2 ± ") and "| a | missing (a) | 2.50 ± 1.24 | missing (b) | missing (b) |" in gmi
+    assert gmi.startswith("| gmi | 73 [50, 88] |") and "| a | missing (a) | 2.5 [1.5, 4.1] | missing (b) |" in gmi
     assert "- (a) only 5 classes: top-5 accuracy needs more than 5" in md
     assert any(line.startswith("- (b) not computed: its metric is not among the configured") for line in md)
     tex = (tmp_path / "p.tex").read_text()
-    assert r"74.2 $\pm$" in tex and r"--\textsuperscript{a}" in tex and r"{\scriptsize[" in tex
+    assert r"73 {\scriptsize[50, 88]}" in tex and r"--\textsuperscript{a}" in tex and r"{\scriptsize[" in tex
     paper.defense_tables(str(tmp_path / "s.parquet"), str(tmp_path / "d.md"), str(tmp_path / "d.tex"))
     dmd = (tmp_path / "d.md").read_text()
-    assert "| none | 90.0 ± 0.0 | gmi | 74.2 ± " in dmd and "|  |  | deepinversion | 60.0 [50.0, 65.0] |" in dmd
+    assert "| none | 90.0 | gmi | 73 [50, 88] |" in dmd and "|  |  | deepinversion | 60.0 [50.0, 65.0] |" in dmd
 
 
 def test_a_rows_replicate_is_the_plans_even_where_the_specs_carry_no_seed():

@@ -106,7 +106,7 @@ def test_a_renamed_run_reruns_only_the_report(smoke_local, tmp_path):
     assert not set(stats) & {*ARTIFACT_RULES, "plot_prior_samples"}, stats
     assert stats["aggregate_results"] == 1 and stats["plot_reconstructions"] == 1
     report = {"aggregate_results", "plot_reconstructions", "render_tables", "plot_comparison", "plot_queries",
-              "render_defense_matrix", "plot_perspective", "summarise_results", "rank_methods",
+              "render_defense_matrix", "plot_perspective", "summarise_results", "rank_methods", "check_claims",
               "render_paper_attacks", "render_paper_defenses", "defense_threats"}  # fmt: skip
     assert set(stats) - {"all"} <= report, stats
     run(work, *snakemake_args("relabel.yaml"))

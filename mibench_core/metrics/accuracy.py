@@ -26,8 +26,9 @@ def compute(ctx: MetricContext) -> MetricResult:
     _, logits = ctx.recon_eval()
     n_classes = logits.shape[1]
     res = MetricResult()
-    acc1 = topk_accuracy(logits, ctx.recon_labels, 1)
-    acc5 = topk_accuracy(logits, ctx.recon_labels, 5) if n_classes > 5 else None
+    # float64: a float32 mean (0.2 -> 0.20000000298) would sit outside its float64 interval
+    acc1 = topk_accuracy(logits, ctx.recon_labels, 1).double()
+    acc5 = topk_accuracy(logits, ctx.recon_labels, 5).double() if n_classes > 5 else None
     for c in ctx.classes:
         m = ctx.recon_labels == c
         res.per_class[c] = {"acc1": acc1[m].mean().item()}

@@ -20,12 +20,18 @@ Intervals. A value that is a statistic of per-reconstruction values (Acc@1,
 KNN distance, PSNR, ...) comes with those values (``per_sample``, aligned
 with the reconstructions, and ``per_sample_stat``: how the value is made of
 them, see :func:`mibench_core.stats.resampled_statistic`); the job checks
-that they give the value, computes its percentile bootstrap interval over
-``ctx.resamples`` (class-stratified resamples of the reconstructions, seeded
-from the job's seed on a stream of their own, so no value changes) and saves
-them in ``per_sample.safetensors`` for the report's significance tests. A
-set-level value (a Frechet distance) computes its own interval over the same
-resamples (``ci``), or says why it has none (``ci_notes``).
+that they give the value, recomputes the value from them in float64 and
+gives it an interval conditional on the run's trained models: a proportion
+(0/1 values) the Wilson interval at n deflated by the class design effect
+(:func:`mibench_core.stats.proportion_interval`, with its effective n in
+``n_eff``), any other the percentile bootstrap interval over ``ctx.resamples``
+(class-stratified resamples of the reconstructions, seeded from the job's
+seed on a stream of their own, so no value changes). It saves them in
+``per_sample.safetensors`` for the report's per-run values. A set-level value
+(a Frechet distance) computes its own interval over the same resamples
+(``ci``), or says why it has none (``ci_notes``). A run with fewer than two
+reconstructions in some class gets no interval at all, with that reason: its
+classes show no within-class variation to resample.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class MetricResult:
     per_sample_stat: dict[str, str] = field(default_factory=dict)  # value -> "mean" (default) | "class_mean"
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # intervals of set-level values
     ci_notes: dict[str, str] = field(default_factory=dict)  # why a value has no interval
+    n_eff: dict[str, float] = field(default_factory=dict)  # a proportion's effective n (design effect)
 
     def set_missing(self, name: str, reason: str) -> None:
         self.overall[name] = None
@@ -164,25 +171,50 @@ def interval_settings(job: dict) -> tuple[int, float]:
 
 
 def _intervals(name: str, value: float | None, result: MetricResult, ctx: MetricContext, labels: np.ndarray,
-               label: str) -> tuple[tuple[float, float] | None, str | None]:  # fmt: skip
-    """The interval of one overall value (or why there is none)."""
+               label: str) -> tuple[tuple[float, float] | None, str | None, float | None, float | None]:  # fmt: skip
+    """(interval, why none, the value in float64, effective n of a proportion) of one overall value.
+
+    Every interval is conditional on the run's trained models (target, prior, attack state):
+    proportions (per-reconstruction 0/1 values, mean) get the Wilson interval at n deflated by the
+    class design effect (:func:`mibench_core.stats.proportion_interval`), other per-reconstruction
+    statistics the percentile bootstrap over class-stratified resamples, set-level values their
+    own (``ci``). A run with fewer than two reconstructions in a class gets no interval, and why.
+    """
     if value is None:
-        return None, None  # missing: its reason is in `missing`
+        return None, None, None, None  # missing: its reason is in `missing`
+    has_samples = name in result.per_sample
+    if not has_samples and name not in result.ci:
+        return None, result.ci_notes.get(name, SET_LEVEL_NOTE), value, None
+    if has_samples:
+        values = result.per_sample[name].double().cpu().numpy()
+        stat = result.per_sample_stat.get(name, "mean")
+        if len(values) != len(labels):
+            raise ValueError(f"metric {label!r}: {len(values)} per-reconstruction values of {name!r} for {len(labels)}")
+        again = float(stats.resampled_statistic(values, labels, stat=stat)[0])
+        if not math.isclose(again, value, rel_tol=1e-6, abs_tol=1e-6):
+            raise ValueError(
+                f"metric {label!r}: per-reconstruction values of {name!r} give {again}, not its value {value}"
+            )
+        value = again  # float64: an estimate computed in float32 may sit outside its float64 interval
+    few = stats.too_few_per_class(labels)
+    if few is not None:
+        return None, few, value, None
     if name in result.ci:
-        return tuple(result.ci[name]), None
-    if name not in result.per_sample:
-        return None, result.ci_notes.get(name, SET_LEVEL_NOTE)
-    values = result.per_sample[name].double().cpu().numpy()
-    stat = result.per_sample_stat.get(name, "mean")
-    if len(values) != len(labels):
-        raise ValueError(f"metric {label!r}: {len(values)} per-reconstruction values of {name!r} for {len(labels)}")
-    again = float(stats.resampled_statistic(values, labels, stat=stat)[0])
-    if not math.isclose(again, value, rel_tol=1e-6, abs_tol=1e-9):
-        raise ValueError(f"metric {label!r}: per-reconstruction values of {name!r} give {again}, not its value {value}")
+        return tuple(result.ci[name]), None, value, None
+    if stat == "mean" and stats.is_binary(values):
+        lo, hi, n_eff = stats.proportion_interval(values, labels, ctx.confidence)
+        return (lo, hi), None, value, n_eff
     if ctx.resamples is None:
-        return None, "statistics.bootstrap is 0: no intervals"
+        return None, "statistics.bootstrap is 0: no bootstrap intervals", value, None
     ci = stats.bootstrap_interval(values, labels, ctx.resamples, ctx.confidence, stat)
-    return ci, None if ci is not None else "bootstrap replicates not finite"
+    return ci, None if ci is not None else "bootstrap replicates not finite", value, None
+
+
+INTERVAL_METHOD = (
+    "{conf:.0%} within-run intervals, conditional on this run's models: proportions Wilson at n deflated "
+    "by the class design effect; other per-reconstruction values percentile bootstrap over reconstructions "
+    "resampled within each class ({b} resamples); Frechet distances basic bootstrap interval on the log scale"
+)
 
 
 def run(job: dict) -> tuple[list[str], dict, str]:
@@ -241,7 +273,10 @@ def run(job: dict) -> tuple[list[str], dict, str]:
                 value = None
                 result.missing.setdefault(name, f"non-finite value {result.overall[name]}")
             combined.overall[name + suffix] = value
-            ci, note = _intervals(name, value, result, ctx, labels_np, met["label"])
+            ci, note, value, n_eff = _intervals(name, value, result, ctx, labels_np, met["label"])
+            combined.overall[name + suffix] = value
+            if n_eff is not None:
+                combined.n_eff[name + suffix] = n_eff
             if ci is not None:
                 combined.ci[name + suffix] = ci
             if note is not None:
@@ -256,12 +291,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
             combined.notes[name + suffix] = note
         for c, vals in result.per_class.items():
             combined.per_class.setdefault(c, {}).update({k + suffix: v for k, v in vals.items()})
-    method = (
-        f"{confidence:.0%} percentile bootstrap over reconstructions, resampled within each class "
-        f"({n_resamples} resamples)"
-        if n_resamples > 0
-        else "none (statistics.bootstrap is 0)"
-    )
+    method = INTERVAL_METHOD.format(conf=confidence, b=n_resamples)
     payload = {
         "overall": combined.overall,
         "per_class": {str(c): v for c, v in sorted(combined.per_class.items())},
@@ -269,6 +299,7 @@ def run(job: dict) -> tuple[list[str], dict, str]:
         "notes": combined.notes,
         "ci": {k: list(v) for k, v in combined.ci.items()},
         "ci_notes": combined.ci_notes,
+        "n_eff": combined.n_eff,
         "intervals": {"method": method, "resamples": n_resamples, "confidence": confidence},
         "n_recon": len(labels),
     }

@@ -117,7 +117,7 @@ def fid(ctx: MetricContext, max_private: int | None = None, batch_size: int = 50
     fake = inception_features(model, ctx.recon.double().add(1).div(2).clamp(0, 1), batch_size, "recon")
     real = inception_features(model, private, batch_size, "private")
     res.overall["fid"] = frechet_distance_features(fake, real)
-    ci, note = frechet_interval(ctx, fake, real)
+    ci, note = frechet_interval(ctx, fake, real, res.overall["fid"])
     if ci is not None:
         res.ci["fid"] = ci
     else:

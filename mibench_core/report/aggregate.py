@@ -25,10 +25,16 @@ without it, the same for every replicate of a run.
 ``attack_classes.parquet``: one row per (run, class) with per-class values.
 
 ``attacks_summary.parquet`` (:func:`write_summary`): one row per setting,
-over its replicates: every value the mean over seeds; each metric's interval
-Student's t interval over seeds (``ci_method`` says so) or, with one seed,
-the run's bootstrap interval; ``n_seeds``, ``seeds`` (JSON) and ``n_recon``
-(reconstructions over all seeds). The figures and the paper tables read it.
+over its replicates: each metric value and its interval the random-effects
+combination of the runs' values with their within-run variances
+(:func:`over_seeds`, :func:`mibench_core.stats.combine_runs`: logit scale for
+proportions, log scale for distances, so no interval leaves the metric's
+range), ``<m>_per_seed`` the runs' values (JSON, in seed order), other numeric
+columns the mean over seeds; with one seed, the run's values and within-run
+interval (``ci_method`` says which); ``n_seeds``, ``seeds`` (JSON) and
+``n_recon`` (reconstructions over all seeds). ``<m>_n_eff`` in the attacks
+table is a proportion's effective number of reconstructions (after the class
+design effect). The figures and the paper tables read the summary.
 
 Labels (``run``, ``dataset``, ``target``, ...) come from the config that asks
 for the table (``runs``), not from the manifests: a label is a name, so a
@@ -148,6 +154,7 @@ def collect(metric_dirs: list[str], runs: dict[str, dict] | None = None) -> tupl
             for name in payload["overall"]:
                 low, high = (payload.get("ci") or {}).get(name) or (None, None)
                 row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low, high
+                row[f"{name}_n_eff"] = (payload.get("n_eff") or {}).get(name)
             values += [name for name in _value_order(mm["spec"]["metrics"], payload["overall"]) if name not in values]
             missing.update(payload["missing"])
             ci_notes.update(payload.get("ci_notes", {}))
@@ -247,12 +254,50 @@ def _same(values: list) -> bool:
     return all(v == values[0] or (v != v and values[0] != values[0]) for v in values[1:])
 
 
+def scale_of(col: str, values, n_eff) -> str:
+    """The scale a value is combined over seeds on: ``logit`` for a proportion (a run's value with an
+    effective n, or an accuracy of the models), ``log`` for a distance (lower is better, all values
+    positive), ``identity`` otherwise."""
+    import numpy as np
+
+    declared = declared_columns()
+    better = (declared.get(col) or declared.get(col.split(".", 1)[0]) or {}).get("better")
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if any(x is not None and x == x for x in n_eff) or (col in SUMMARY_INTERVALS and ((v > 0) & (v < 1)).all()):
+        return "logit"
+    if better == "lower" and len(v) and (v > 0).all():
+        return "log"
+    return "identity"
+
+
+def over_seeds(grp, col: str, confidence: float) -> tuple[float | None, float | None, float | None, str]:
+    """(value, low, high, method) of a column over a setting's replicate runs
+    (:func:`mibench_core.stats.combine_runs`)."""
+    import pandas as pd
+
+    from mibench_core import stats
+
+    def num(c):
+        return pd.to_numeric(grp[c], errors="coerce").tolist() if c in grp else [None] * len(grp)
+
+    values, lows, highs, n_eff = num(col), num(f"{col}_ci_low"), num(f"{col}_ci_high"), num(f"{col}_n_eff")
+    keep = [i for i, v in enumerate(values) if v == v and v is not None]
+    if not keep:
+        return None, None, None, "no values"
+    ivs = [None if lows[i] != lows[i] or highs[i] != highs[i] else (lows[i], highs[i]) for i in keep]
+    ne = [None if n_eff[i] is None or n_eff[i] != n_eff[i] else n_eff[i] for i in keep]
+    scale = scale_of(col, [values[i] for i in keep], ne)
+    if scale == "logit" and col in SUMMARY_INTERVALS:
+        ne = [None] * len(keep)
+    value, low, high, method = stats.combine_runs([values[i] for i in keep], scale, confidence, ne, ivs)
+    return value, low, high, method
+
+
 def summarise(df, confidence: float = 0.95):
     """One row per setting (the run without its replicate seed): see the module docstring."""
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    from mibench_core import stats
 
     df = df.copy()
     if "setting" not in df.columns:
@@ -260,9 +305,10 @@ def summarise(df, confidence: float = 0.95):
     if "replicate_seed" not in df.columns:
         df["replicate_seed"] = None
     metrics = metric_columns(df)
-    interval_cols = {f"{m}_ci_{side}" for m in [*metrics, *SUMMARY_INTERVALS] for side in ("low", "high")}
+    interval_cols = {f"{m}_{part}" for m in [*metrics, *SUMMARY_INTERVALS] for part in ("ci_low", "ci_high", "n_eff")}
     rows = []
     for setting, grp in df.groupby("setting", sort=True):
+        grp = grp.sort_values("replicate_seed", na_position="first")
         n = len(grp)
         row: dict[str, Any] = {"run": setting}
         for col in df.columns:
@@ -279,6 +325,7 @@ def summarise(df, confidence: float = 0.95):
         seeds = sorted(int(s) for s in grp["replicate_seed"] if s is not None and s == s)
         row["n_seeds"], row["seeds"] = n, json.dumps(seeds)
         row["n_recon"] = int(grp["n_recon"].sum()) if "n_recon" in grp else None
+        methods: dict[str, str] = {}
         for col in [*metrics, *SUMMARY_INTERVALS]:
             if col not in grp:
                 continue
@@ -289,13 +336,17 @@ def summarise(df, confidence: float = 0.95):
                     v = grp[f"{col}_ci_{side}"].iloc[0] if f"{col}_ci_{side}" in grp else None
                     row[f"{col}_ci_{side}"] = None if v is None or v != v else float(v)
                 continue
-            mean, low, high = stats.t_interval(values, confidence)
-            row[col] = None if mean != mean else mean
+            value, low, high, method = over_seeds(grp, col, confidence)
+            row[col] = value
             row[f"{col}_ci_low"], row[f"{col}_ci_high"] = low, high
+            row[f"{col}_per_seed"] = json.dumps([None if v != v else float(v) for v in values])
+            if col in metrics:
+                methods[col] = method
         if n == 1:
             row["ci_method"] = grp["ci_method"].iloc[0] if "ci_method" in grp else None
         else:
-            row["ci_method"] = f"{confidence:.0%} Student t interval of the mean over {n} seeds"
+            kinds = sorted(set(methods.values()))
+            row["ci_method"] = f"{confidence:.0%} over {n} seeds: " + ("; ".join(kinds) or "no values")
         for col in ("missing_reasons", "ci_notes"):
             if col in grp:
                 row[col] = _merge_reasons(grp[col])

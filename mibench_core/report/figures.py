@@ -3,8 +3,8 @@
 Made from the Parquet tables and the artifacts only (never recomputed). The
 charts draw each value's interval (``<m>_ci_low`` / ``<m>_ci_high``) as an
 error bar where the table has one: the workflow hands them the summary table
-(one row per setting: the mean over seeds with its t interval, or one run's
-bootstrap interval).
+(one row per setting: the random-effects combination over seeds, or one run's
+interval, conditional on its models).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """How the report writes and draws a value with its interval (columns ``<m>``, ``<m>_ci_low``, ``<m>_ci_high``).
 
-A t interval over seeds is written ``mean ± half-width``; a percentile
-bootstrap interval (asymmetric in general, symmetric only by chance)
-``value [low, high]``; a value without an interval as the value alone; a
-missing value as ``missing``. Which one a row has says its ``ci_method``
-(:func:`symmetric`).
+An interval is written ``value [low, high]`` (within-run intervals and the
+combination over seeds are asymmetric in general); a value without an
+interval as the value alone; a missing value as ``missing``. A value over
+seeds (``ci_method`` ``... over n seeds ...``) is written to the decimals that
+give its interval's larger half-width two significant digits
+(:func:`decimals_for`): a half-width from a few seeds is not known better.
+A table written before (``Student t interval of the mean``) keeps ``± h``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,25 @@ def interval_of(row, col: str) -> tuple[float | None, float | None]:
 
 
 def symmetric(row) -> bool:
-    """Whether a table row's intervals are t intervals (written ``± h``), from its ``ci_method``."""
-    return "t interval" in str(row.get("ci_method", "") or "")
+    """Whether a table row's intervals are symmetric t intervals (written ``± h``), from its ``ci_method``."""
+    return "Student t interval of the mean" in str(row.get("ci_method", "") or "")
+
+
+def over_seeds(row) -> bool:
+    """Whether a table row's values combine several seeds, from its ``ci_method``."""
+    text = str(row.get("ci_method", "") or "")
+    return ("random-effects" in text or (" over " in text and " seeds" in text)) and not symmetric(row)
+
+
+def decimals_for(value, low, high, digits: int = 2) -> int | None:
+    """Decimals that give the larger half-width of ``[low, high]`` around ``value`` ``digits`` significant digits."""
+    v, lo, hi = _num(value), _num(low), _num(high)
+    if v is None or lo is None or hi is None:
+        return None
+    half = max(v - lo, hi - v)
+    if not half > 0:
+        return None
+    return max(0, digits - 1 - math.floor(math.log10(half)))
 
 
 def with_interval(value, low, high, digits: int = 4, scale: float = 1.0, fixed: int | None = None,
@@ -59,6 +78,8 @@ def with_interval(value, low, high, digits: int = 4, scale: float = 1.0, fixed: 
 def cell(row, col: str, **kwargs) -> str:
     """A table cell: the row's value of ``col`` with its interval columns, if it has them."""
     low, high = interval_of(row, col)
+    if over_seeds(row) and "fixed" not in kwargs and kwargs.get("scale", 1.0) == 1.0:
+        kwargs["fixed"] = decimals_for(row.get(col, None), low, high)
     return with_interval(row.get(col, None), low, high, symmetric=symmetric(row), **kwargs)
 
 

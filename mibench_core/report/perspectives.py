@@ -25,7 +25,7 @@ first row, Acc@1 in the cells) in Markdown and LaTeX.
 
 Every drawn value carries its interval where the table has one (error bars
 from ``<m>_ci_low`` / ``<m>_ci_high``; the workflow passes the summary table:
-means over seeds with t intervals, or one run's bootstrap interval), and the
+random-effects combinations over seeds, or one run's interval), and the
 tables write it beside the value.
 
 White-box and black-box rows without output processing are used

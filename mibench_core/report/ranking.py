@@ -5,28 +5,31 @@ Families. For each (dataset, target, defense) the attacks are ranked; for each
 protective first). Each family is ranked by every value in the config's
 ``statistics.rank_by`` (default Acc@1 and KNN distance) that the runs report.
 
-Values and intervals: a method's value is its run's value, or the mean over
-its replicate seeds; the interval is the run's bootstrap interval, or the t
-interval over seeds (as in ``attacks_summary.parquet``).
+Values and intervals: a method's value is its run's value with the run's
+within-run interval (conditional on that run's trained models), or, with
+replicate seeds, the random-effects combination of its runs' values
+(:func:`mibench_core.report.aggregate.over_seeds`, as in
+``attacks_summary.parquet``), with the per-seed values beside it.
 
-Tests. Two methods' reconstructions are not paired: no reconstruction of one
-attack corresponds to one of another, and attacks make different numbers per
-class (and defended targets are different models). They are matched only by
-the class they were made for and, with replicates, by the replicate seed: each
-pair gets a two-sided permutation test of the difference of class-balanced
-means that permutes the method labels of the per-reconstruction values
-(``per_sample.safetensors``) within each stratum, (seed, class) when both
-methods have the same seeds, class otherwise
-(:func:`mibench_core.stats.stratified_permutation_test`, ``statistics.permutations``
-permutations). The p-values of a family and value are Holm-corrected (Holm
-1979), and pairs with an adjusted p below ``statistics.alpha`` differ
-significantly. The groups are a compact letter display (Piepho 2004): two
-methods share a letter exactly when their difference is not significant.
-
-The test treats reconstructions as the units: it measures the sampling noise of
-reconstructions within runs; with replicates it pools the runs of each seed,
-but it does not model seed-to-seed variation of training as a random effect
-(the t intervals over seeds do): read groups together with the intervals.
+Tests. The run, not the reconstruction, is the unit: the reconstructions of
+one run share its trained target, prior and attack state, so they are not
+independent evidence about the method. Each run contributes one
+class-balanced value (the mean over classes of its per-reconstruction class
+means, ``per_sample.safetensors``), and a family's runs are analysed as a
+randomized complete block design: value = method + seed, seeds as blocks,
+the method x seed interaction as the error (two-way analysis of variance,
+e.g. Montgomery, *Design and Analysis of Experiments*, ch. 4; statsmodels
+OLS). Every pair gets the t test of its contrast on that error, and the
+family's p-values are Holm-corrected (Holm 1979; statsmodels
+``multipletests``); pairs with an adjusted p below ``statistics.alpha``
+differ significantly. The groups are a compact letter display (Piepho
+2004): two methods share a letter exactly when their difference is not
+significant. Fewer seeds than ``statistics.min_seeds`` (default 3): no test,
+no groups, and the table says "not testable with n seeds". Every table
+states how many seeds it rests on, the error df, and the smallest p an exact
+(distribution-free, sign-flip) seed-level test could reach with that many
+seeds, 2^(1 - n): the parametric test's p has no such floor because it
+assumes normal method x seed effects of equal variance.
 
 Outputs: ``ranking.parquet`` (one row per family, value and method: rank,
 value, interval, group), ``ranking_pairs.parquet`` (one row per tested pair:
@@ -35,18 +38,15 @@ difference, p, Holm-adjusted p, significant) and the Markdown and LaTeX tables.
 
 from __future__ import annotations
 
-import hashlib
-import math
+import json
 from pathlib import Path
-
-import numpy as np
 
 from mibench_core import stats, store
 from mibench_core.report.aggregate import column_title, declared_columns, metric_columns
-from mibench_core.report.intervals import with_interval
+from mibench_core.report.intervals import cell
 from mibench_core.stats import load_per_sample
 
-DEFAULTS = {"permutations": 5000, "alpha": 0.05, "confidence": 0.95, "rank_by": ["acc1", "knn_dist"]}
+DEFAULTS = {"alpha": 0.05, "confidence": 0.95, "rank_by": ["acc1", "knn_dist"], "min_seeds": 3}
 
 
 def _direction(col: str) -> str | None:
@@ -64,90 +64,79 @@ def _load(rows, files: dict[str, str]) -> dict[str, tuple]:
     return out
 
 
-def _rng(seed: int, *key: str) -> np.random.Generator:
-    h = int(hashlib.sha256("|".join(key).encode()).hexdigest()[:8], 16)
-    return np.random.default_rng([seed, h])
-
-
-def _method_value(runs, col: str, confidence: float) -> tuple[float | None, float | None, float | None]:
+def _run_value(run, col: str, loaded: dict) -> float:
+    """A run's class-balanced value: the mean over classes of its per-reconstruction class means where
+    they were saved, else the table's value (the same for equal class sizes)."""
     import pandas as pd
 
-    values = pd.to_numeric(runs[col], errors="coerce").tolist()
-    if len(runs) == 1:
-        v = values[0]
-        if v != v:
-            return None, None, None
-        lo, hi = runs.get(f"{col}_ci_low"), runs.get(f"{col}_ci_high")
-        lo = None if lo is None or pd.isna(lo.iloc[0]) else float(lo.iloc[0])
-        hi = None if hi is None or pd.isna(hi.iloc[0]) else float(hi.iloc[0])
-        return float(v), lo, hi
-    mean, lo, hi = stats.t_interval(values, confidence)
-    return (None if mean != mean else mean), lo, hi
-
-
-def _samples(runs, col: str, loaded: dict) -> tuple[np.ndarray, list, list] | None:
-    """(values, (seed, class) strata, seeds) of a method's reconstructions, or None when absent."""
-    vals, strata, seeds = [], [], []
-    for _, run in runs.iterrows():
-        got = loaded.get(run.get("metrics_id"))
-        if got is None or col not in got[1]:
-            return None
+    got = loaded.get(run.get("metrics_id"))
+    if got is not None and col in got[1]:
         labels, values, _ = got
-        seed = run.get("replicate_seed")
-        seed = None if seed is None or seed != seed else int(seed)
-        vals.append(values[col])
-        strata += [(seed, int(c)) for c in labels]
-        seeds.append(seed)
-    return np.concatenate(vals), strata, seeds
+        return float(stats.resampled_statistic(values[col], labels, stat="class_mean")[0])
+    v = pd.to_numeric(pd.Series([run.get(col)]), errors="coerce").iloc[0]
+    return float(v)
 
 
-def rank_family(runs, key_col: str, col: str, settings: dict, family_key: tuple, loaded: dict, seed: int):
+def rank_family(runs, key_col: str, col: str, settings: dict, loaded: dict):
     """Ranked rows and tested pairs of one family (``runs``: its rows; ``key_col``: the method column)."""
+    from mibench_core.report.aggregate import over_seeds
+
     better = _direction(col)
     methods = sorted(runs[key_col].unique())
-    info = {}
+    info, run_values = {}, []
     for m in methods:
-        sub = runs[runs[key_col] == m]
-        value, lo, hi = _method_value(sub, col, settings["confidence"])
-        info[m] = {"value": value, "ci_low": lo, "ci_high": hi, "n_seeds": len(sub),
-                   "n_recon": int(sub["n_recon"].sum()) if "n_recon" in sub else None,
-                   "samples": _samples(sub, col, loaded)}  # fmt: skip
+        sub = runs[runs[key_col] == m].sort_values("replicate_seed", na_position="first")
+        per_run = [_run_value(r, col, loaded) for _, r in sub.iterrows()]
+        seeds = [None if s is None or s != s else int(s) for s in sub["replicate_seed"]]
+        run_values += [(m, s, v) for s, v in zip(seeds, per_run, strict=True) if v == v]
+        if len(sub) == 1:
+            v = per_run[0]
+            lo = sub.get(f"{col}_ci_low")
+            hi = sub.get(f"{col}_ci_high")
+            lo = None if lo is None or pd_na(lo.iloc[0]) else float(lo.iloc[0])
+            hi = None if hi is None or pd_na(hi.iloc[0]) else float(hi.iloc[0])
+            value = None if v != v else v
+            method = "the run's within-run interval (conditional on its models)"
+        else:
+            value, lo, hi, method = over_seeds(sub, col, settings["confidence"])
+        info[m] = {"value": value, "ci_low": lo, "ci_high": hi, "n_seeds": len(sub), "interval": method,
+                   "per_seed": [None if v != v else round(v, 6) for v in per_run],
+                   "n_recon": int(sub["n_recon"].sum()) if "n_recon" in sub else None}  # fmt: skip
     # attacks: strongest first; defenses: most protective (least attack success) first
     strongest_first = (better == "higher") == (key_col == "attack")
     ranked = sorted((m for m in methods if info[m]["value"] is not None),
                     key=lambda m: (-info[m]["value"] if strongest_first else info[m]["value"], m))  # fmt: skip
-    pairs = []
-    for i, a in enumerate(ranked):
-        for b in ranked[i + 1 :]:
-            sa, sb = info[a]["samples"], info[b]["samples"]
-            if sa is None or sb is None:
-                pairs.append({"a": a, "b": b, "difference": math.nan, "p": math.nan, "strata": 0,
-                              "pairing": "no per-reconstruction values"})  # fmt: skip
-                continue
-            same_seeds = sorted(map(str, sa[2])) == sorted(map(str, sb[2]))
-            strata_a = sa[1] if same_seeds else [s[1] for s in sa[1]]
-            strata_b = sb[1] if same_seeds else [s[1] for s in sb[1]]
-            diff, p, k = stats.stratified_permutation_test(sa[0], strata_a, sb[0], strata_b, settings["permutations"],
-                                                           _rng(seed, *map(str, family_key), col, a, b))  # fmt: skip
-            pairs.append({"a": a, "b": b, "difference": diff, "p": p, "strata": k,
-                          "pairing": "within (seed, class)" if same_seeds else "within class"})  # fmt: skip
-    adjusted = stats.holm([p["p"] for p in pairs])
-    different = set()
-    for p, adj in zip(pairs, adjusted, strict=True):
-        p["p_holm"] = adj
-        p["significant"] = bool(adj == adj and adj < settings["alpha"])
+    tests = stats.seed_block_tests([r for r in run_values if r[0] in ranked], settings["alpha"],
+                                   settings["min_seeds"])  # fmt: skip
+    order = {m: i for i, m in enumerate(ranked)}
+    pairs, different = [], set()
+    for p in tests["pairs"]:
+        if order[p["a"]] > order[p["b"]]:
+            p = {**p, "a": p["b"], "b": p["a"], "difference": -p["difference"]}
+        p = {**p, "test": "two-way method x seed, interaction as error" if tests["testable"] else tests["reason"],
+             "df": tests["df"], "n_seeds": tests["n_seeds"]}  # fmt: skip
+        pairs.append(p)
         if p["significant"]:
             different.add(frozenset((p["a"], p["b"])))
-    # pairs that could not be tested count as not significant: the letters never claim a difference untested
-    letters = stats.compact_letters(ranked, different) if ranked else {}
+    pairs.sort(key=lambda p: (order[p["a"]], order[p["b"]]))
+    # untested pairs never count as different: without a test every method shares one group
+    tested = {m for p in pairs if p["p"] == p["p"] for m in (p["a"], p["b"])}
+    in_test = [m for m in ranked if m in tested]
+    letters = stats.compact_letters(in_test, different) if in_test and tests["testable"] else {}
     rows = []
     for r, m in enumerate(ranked + [m for m in methods if m not in ranked]):
         d = info[m]
-        rows.append({"rank": r + 1 if m in letters else None, "method": m, "value": d["value"],
-                     "ci_low": d["ci_low"], "ci_high": d["ci_high"], "group": letters.get(m, ""),
-                     "n_seeds": d["n_seeds"], "n_recon": d["n_recon"],
-                     "has_samples": d["samples"] is not None})  # fmt: skip
+        rows.append({"rank": r + 1 if m in order else None, "method": m, "value": d["value"],
+                     "ci_low": d["ci_low"], "ci_high": d["ci_high"], "interval": d["interval"],
+                     "group": letters.get(m, ""), "n_seeds": d["n_seeds"], "n_recon": d["n_recon"],
+                     "per_seed": json.dumps(d["per_seed"]), "family_seeds": tests["n_seeds"],
+                     "df": tests["df"], "testable": tests["testable"], "exact_floor": tests["exact_floor"],
+                     "untestable_reason": tests["reason"]})  # fmt: skip
     return rows, pairs
+
+
+def pd_na(v) -> bool:
+    return v is None or v != v
 
 
 def rankings(df, files: dict[str, str], settings: dict, seed: int = 0):
@@ -168,8 +157,7 @@ def rankings(df, files: dict[str, str], settings: dict, seed: int = 0):
         if grp[key_col].nunique() < 2:
             continue
         for col in present:
-            key = (family, *where.values())
-            ranked, tested = rank_family(grp, key_col, col, settings, key, loaded, seed)
+            ranked, tested = rank_family(grp, key_col, col, settings, loaded)
             base = {"family": family, **where, "metric": col, "better": _direction(col)}
             rows += [{**base, **r} for r in ranked]
             pairs += [{**base, **p} for p in tested]
@@ -178,12 +166,22 @@ def rankings(df, files: dict[str, str], settings: dict, seed: int = 0):
 
 def _method_text(settings: dict) -> str:
     return (
-        f"Methods sharing a letter do not differ significantly at {settings['alpha']:g} (family-wise): two-sided "
-        f"permutation tests ({settings['permutations']} permutations) of the difference of class-balanced means of "
-        "per-reconstruction values, labels permuted within (replicate seed, class) strata (within class where two "
-        "methods have different seeds), Holm-corrected per table. "
-        "Values: the run's, or the mean over seeds; intervals: the run's bootstrap, or the t interval over seeds."
+        f"Methods sharing a letter do not differ significantly at {settings['alpha']:g} (family-wise): the run is "
+        "the unit; each run's class-balanced value enters a two-way method x seed analysis with seeds as blocks and "
+        "the method x seed interaction as error, each pair a t test of its contrast, Holm-corrected per table; "
+        f"fewer than {settings['min_seeds']} seeds: not testable. Values: the run's, with its within-run interval "
+        "(conditional on this run's models), or the random-effects combination over seeds (logit scale for "
+        "proportions, log scale for distances), per-seed values beside."
     )
+
+
+def _design_line(r) -> str:
+    seeds = int(r["family_seeds"])
+    floor = f"an exact seed-level test could reach p = {r['exact_floor']:.2g} at best"
+    if not r["testable"]:
+        return f"Rests on {seeds} seed{'s' if seeds != 1 else ''}: {r['untestable_reason']} ({floor}); no groups."
+    return (f"Rests on {seeds} seeds (error df {int(r['df'])}); {floor}, the two-way test's p assumes normal "
+            "method x seed effects of equal variance.")  # fmt: skip
 
 
 def _esc(text) -> str:
@@ -193,7 +191,14 @@ def _esc(text) -> str:
 def _tables(rows: list[dict], settings: dict) -> tuple[str, str]:
     import pandas as pd
 
-    md = ["# Rankings with significance groups", "", _method_text(settings), ""]
+    md = [
+        "# Rankings with significance groups",
+        "",
+        _method_text(settings),
+        "",
+        "Within-run intervals are conditional on this run's models.",
+        "",
+    ]
     tex = ["% Rankings with significance groups, generated by mibench_core.report.ranking",
            f"% {_method_text(settings)}"]  # fmt: skip
     if not rows:
@@ -211,21 +216,25 @@ def _tables(rows: list[dict], settings: dict) -> tuple[str, str]:
         )
         order = "strongest attack first" if who == "attacks" else "most protective defense first"
         md += [f"## {where}: {who} by {title}", "", f"{order}; {hint}.", ""]
-        md += [f"| rank | {who[:-1]} | {title} | group | seeds | reconstructions |", "|---|---|---|---|---|---|"]
+        design = _design_line(grp.iloc[0])
+        md += [design, ""]
+        md += [f"| rank | {who[:-1]} | {title} | per seed | group | seeds | reconstructions |",
+               "|---|---|---|---|---|---|---|"]  # fmt: skip
         tex += [r"\begin{table}[t]", r"\centering",
-                rf"\caption{{{_esc(where)}: {who} by {_esc(title)} ({_esc(order)}). Methods sharing a letter do not "
-                rf"differ significantly (Holm-corrected permutation tests, $\alpha={settings['alpha']:g}$).}}",
+                rf"\caption{{{_esc(where)}: {who} by {_esc(title)} ({_esc(order)}). {_esc(design)} Methods sharing "
+                rf"a letter do not differ significantly (Holm-corrected, $\alpha={settings['alpha']:g}$).}}",
                 r"\begin{tabular}{rllcc}", r"\toprule",
                 rf"Rank & {who[:-1].capitalize()} & {_esc(title)} & Group & Seeds \\", r"\midrule"]  # fmt: skip
         for _, r in grp.iterrows():
-            t = r["n_seeds"] > 1  # the mean over seeds with its t interval
-            value = with_interval(r["value"], r["ci_low"], r["ci_high"], symmetric=t)
+            row = {"v": r["value"], "v_ci_low": r["ci_low"], "v_ci_high": r["ci_high"],
+                   "ci_method": r["interval"] if r["n_seeds"] > 1 else ""}  # fmt: skip
+            value = cell(row, "v")
+            per_seed = ", ".join("-" if v is None else f"{v:.3g}" for v in json.loads(r["per_seed"]))
             rank = "-" if pd.isna(r["rank"]) else str(int(r["rank"]))
-            md.append(f"| {rank} | {r['method']} | {value} | {r['group'] or '-'} | {r['n_seeds']} | {r['n_recon']} |")
-            tex_value = with_interval(r["value"], r["ci_low"], r["ci_high"], pm=r"$\pm$", missing="--", symmetric=t)
+            md.append(f"| {rank} | {r['method']} | {value} | {per_seed} | {r['group'] or '-'} | {r['n_seeds']} | "
+                      f"{r['n_recon']} |")  # fmt: skip
+            tex_value = cell(row, "v", missing="--")
             tex.append(rf"{rank} & {_esc(r['method'])} & {tex_value} & {r['group'] or '--'} & {r['n_seeds']} \\")
-        if not grp["has_samples"].all():
-            md += ["", "Methods without per-reconstruction values were not tested (no group claims a difference)."]
         md.append("")
         tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(md) + "\n", "\n".join(tex) + "\n"

@@ -253,7 +253,7 @@ rule render_defense_matrix:
 
 
 # Attacks per target model and defenses per attack, ranked with significance groups
-# (permutation tests on the per-reconstruction values, Holm-corrected).
+# (the run as the unit: two-way method x seed analysis, Holm-corrected).
 rule rank_methods:
     input:
         attacks=f"{TABLES}/attacks.parquet",
@@ -344,3 +344,47 @@ rule render_paper_defenses:
 # pipeline order; subcategories name the kind of figure or table. Captions
 # live in workflow/report/*.rst (Jinja: snakemake.wildcards, snakemake.config).
 report: "../report/workflow.rst"
+
+
+# The literature's claims (config/claims.yaml), each checked on whatever runs this config holds.
+CLAIMS_FILE = os.path.join(workflow.basedir, "config", "claims.yaml")
+
+
+def claims_tables(wildcards=None):
+    tables = {"attacks": f"{TABLES}/attacks.parquet"}
+    if membership_targets():
+        tables["membership"] = f"{TABLES}/membership.parquet"
+    if split_targets():
+        tables["split"] = f"{TABLES}/split_inference.parquet"
+    return tables
+
+
+rule check_claims:
+    input:
+        unpack(claims_tables),
+        claims=CLAIMS_FILE,
+    output:
+        table=f"{TABLES}/claims.parquet",
+        markdown=report(
+            f"{REPORTS}/tables/claims.md",
+            caption="../report/ranking.rst",
+            category="6. Results",
+            subcategory="Claims",
+        ),
+        latex=f"{REPORTS}/tables/claims.tex",
+    params:
+        statistics=json.dumps(CFG["statistics"], sort_keys=True),
+        call="mibench_core.report.claims:write_claims",
+        args=lambda w, input, output: [input.claims, input.get("attacks"), input.get("membership"),
+                                       input.get("split"), output.table, output.markdown, output.latex,
+                                       CFG["statistics"]],
+    log:
+        f"{R}/logs/report/check_claims.log",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+    conda:
+        "../../envs/mibench.yaml"
+    script:
+        "../scripts/report.py"
