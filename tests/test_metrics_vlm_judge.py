@@ -255,3 +255,21 @@ def test_the_default_config_leaves_the_judge_off():
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert "vlm_judge" not in [m["name"] for m in cfg["metrics"]]
+
+
+def test_the_metric_stage_accepts_its_values_and_intervals(homes, tmp_path, monkeypatch):
+    from mibench_core import stats
+    from mibench_core.metrics.common import _intervals
+
+    user = judge_weights(tmp_path)
+    recon, labels, px, py = metric_data(n=4, m=5)
+    labels_np = labels.numpy()
+    ctx = metric_ctx(recon, labels, px, py, user_weights=user)
+    ctx.resamples = stats.stratified_resamples(labels_np, 200, np.random.default_rng(0))
+    for replies, parsed_all in ((["yes", "no", "no", "yes"], True), (["yes", "no", "hmm", "yes"], False)):
+        answers = iter(replies * 2)  # 8 reconstructions
+        monkeypatch.setattr(vj, "ask", lambda *a, _it=answers, **k: next(_it))
+        res = vj.vlm_judge(ctx, min_parse_rate=0.5)
+        ci, note = _intervals("vlm_judge", res.overall["vlm_judge"], res, ctx, labels_np, "vlm_judge")
+        assert note is None and ci[0] <= res.overall["vlm_judge"] <= ci[1]
+        assert ("vlm_judge" in res.per_sample) is parsed_all and ("vlm_judge" in res.ci) is not parsed_all
