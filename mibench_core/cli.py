@@ -184,8 +184,12 @@ def cmd_weights(args) -> int:
             digest = entry.sha256 or (
                 f"unknown (file-name prefix {entry.sha256_prefix})" if entry.sha256_prefix else "unknown"
             )
+            if entry.folder:
+                digest = "of its SHA256SUMS manifest, given in the config"
             print(f"{'':<22} expected sha256: {digest}")
             print(f"{'':<22} source: {entry.url}")
+            if entry.provide:
+                print(f"{'':<22} provide: {entry.provide}")
         return 0
     if args.action == "verify":
         names = [args.name] if args.name else list(weights.KNOWN)

@@ -14,6 +14,17 @@ verified, and a file that fails verification is an error, not skipped):
    torchvision and pytorch-fid download to; ``TORCH_HOME`` defaults to
    ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``), and for the FaceNet
    files also ``$TORCH_HOME/checkpoints/<filename>`` (facenet-pytorch's cache).
+   Model folders (below) are not looked for in the torch caches.
+
+Model folders. A known entry with ``folder=True`` (the vision-language judge)
+is a folder as transformers' ``save_pretrained`` writes it. It is verified
+through a manifest in the folder, ``SHA256SUMS`` (the format of
+``sha256sum``: ``<hex>  <relative path>`` a line): every file of the folder
+(outside hidden sub-folders such as ``.cache/``, which transformers never
+reads) must be listed and match its digest, and the manifest's own sha256
+must equal the digest given in the config (``weights: {vlm-judge: {path:
+..., sha256: <sha256 of SHA256SUMS>}}``), or the config says ``unverified:
+true``. :func:`write_manifest` writes such a manifest.
 
 Verification: the full sha256 when we know it (each recorded digest says
 where it comes from); otherwise a digest the user gives in the config;
@@ -58,6 +69,8 @@ class WeightFile:
     digest_source: str = ""  # where the full digest comes from
     extra_cache_dirs: tuple[str, ...] = ()  # subfolders of TORCH_HOME besides hub/checkpoints
     metric: bool = True  # loaded by a metric (its presence enters the ids of metrics that use weights)
+    folder: bool = False  # a model folder verified through its SHA256SUMS manifest (see the module docstring)
+    provide: str = ""  # how to provide it, when more than downloading the url is needed
 
 
 def _entries(*files: WeightFile) -> dict[str, WeightFile]:
@@ -134,7 +147,26 @@ KNOWN: dict[str, WeightFile] = _entries(
         "reads it safely and writes safetensors)",
         metric=False,
     ),
+    WeightFile(
+        "vlm-judge",
+        "vlm-judge",
+        # No model is prescribed, so no digest can be recorded: the config gives the sha256 of the
+        # folder's SHA256SUMS manifest, which lists the sha256 of every file in the folder.
+        None,
+        "https://huggingface.co/docs/transformers/main/en/model_doc/auto#transformers.AutoModelForImageTextToText",
+        "metric vlm_judge: a local instruction-tuned vision-language model (a folder that transformers' "
+        "AutoProcessor and AutoModelForImageTextToText load, with safetensors weights)",
+        folder=True,
+        provide=(
+            "save the model folder (e.g. `hf download <model> --local-dir DIR`), write its manifest "
+            "(`cd DIR && find . -type f ! -name SHA256SUMS ! -path './.*' -print0 | xargs -0 sha256sum "
+            "> SHA256SUMS`), and name both in the config: weights: {vlm-judge: {path: DIR, sha256: "
+            "<sha256sum DIR/SHA256SUMS>}}"
+        ),
+    ),
 )
+
+MANIFEST = "SHA256SUMS"
 
 
 def get(name: str) -> WeightFile:
@@ -188,6 +220,8 @@ def candidates(name: str, user: dict | None = None) -> list[Path]:
     if env:
         out.append(Path(env).expanduser() / entry.filename)
     out.append(Path.home() / ".cache" / "mibench" / "weights" / entry.filename)
+    if entry.folder:
+        return out
     out.append(torch_home() / "hub" / "checkpoints" / entry.filename)
     for sub in entry.extra_cache_dirs:
         out.append(torch_home() / sub / entry.filename)
@@ -240,11 +274,92 @@ def has_digest(entry: WeightFile) -> bool:
     return bool(entry.sha256 or entry.sha256_prefix)
 
 
+def _folder_files(folder: Path) -> list[str]:
+    """Every file of a model folder outside hidden sub-folders, as paths relative to it (the manifest excluded)."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if rel.parts[0].startswith(".") or str(rel) == MANIFEST or path.is_dir():
+            continue
+        out.append(rel.as_posix())
+    return out
+
+
+def write_manifest(folder: str | Path) -> str:
+    """Write ``folder/SHA256SUMS`` (every file's sha256, ``sha256sum`` format); return the manifest's sha256."""
+    folder = Path(folder)
+    lines = [f"{sha256_file(folder / rel)}  {rel}\n" for rel in _folder_files(folder)]
+    (folder / MANIFEST).write_text("".join(lines))
+    return sha256_file(folder / MANIFEST)
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """{relative path: sha256} of a ``sha256sum``-format manifest; :class:`WeightsError` on a malformed line."""
+    out = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
+        if m is None:
+            raise WeightsError(f"{path}: line {i} is not '<sha256>  <file>': {line[:80]!r}")
+        rel = m.group(2).strip()
+        out[rel[2:] if rel.startswith("./") else rel] = m.group(1).lower()
+    return out
+
+
+def check_folder(
+    folder: Path, user_sha256: str | None, unverified: bool, provide: str = ""
+) -> tuple[str, str, str | None]:
+    """(status, detail, manifest sha256) of a model folder (see the module docstring)."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return "unverifiable", f"no {MANIFEST} manifest in the folder" + (f" ({provide})" if provide else ""), None
+    actual = sha256_file(manifest)
+    if user_sha256:
+        if actual != user_sha256.lower():
+            return "mismatch", f"{MANIFEST} sha256 {actual} differs from the digest given in the config", actual
+        how = f"{MANIFEST} matches the digest given in the config"
+    elif unverified:
+        how = f"NOT verified (unverified: true in the config); the sha256 of its {MANIFEST} is {actual}"
+    else:
+        return (
+            "unverifiable",
+            (
+                f"no digest of its {MANIFEST} is given: give it in the config (weights: {{name: {{path, sha256}}}}), "
+                "or load it unchecked with weights: {name: {path, unverified: true}}"
+            ),
+            actual,
+        )
+    try:
+        listed = read_manifest(manifest)
+    except WeightsError as exc:
+        return "mismatch", str(exc), actual
+    present = _folder_files(folder)
+    unlisted = sorted(set(present) - set(listed))
+    if unlisted:
+        return "mismatch", f"files not listed in {MANIFEST}: {', '.join(unlisted[:5])}", actual
+    for rel, digest in sorted(listed.items()):
+        if not (folder / rel).is_file():
+            return "mismatch", f"{rel} is listed in {MANIFEST} but absent", actual
+        if sha256_file(folder / rel) != digest:
+            return "mismatch", f"{rel}: sha256 differs from its line in {MANIFEST}", actual
+    return "ok", f"{how}; all {len(listed)} files match it", actual
+
+
 def resolve(name: str, user: dict | None = None) -> Resolved:
     """Find and verify a known weight file (see the module docstring for the order)."""
     entry = get(name)
     searched = candidates(name, user)
     explicit, user_sha = user_spec(name, user)
+    if entry.folder:
+        if explicit and not searched[0].is_dir():
+            return Resolved(name, None, "missing", "the configured folder does not exist", searched[:1])
+        for path in searched:
+            if path.is_dir():
+                unverified = bool(explicit) and user_unverified(name, user)
+                status, detail, digest = check_folder(path, user_sha, unverified, entry.provide)
+                return Resolved(name, path, status, detail, searched, digest)
+        return Resolved(name, None, "missing", "not found", searched)
     if explicit and not searched[0].is_file():
         # a path the config names must exist: never silently use another copy instead
         return Resolved(name, None, "missing", "the configured path does not exist", searched[:1])
@@ -337,10 +452,19 @@ def presence_token(user: dict | None = None) -> dict[str, str]:
     Cheap (stat calls only). The plan puts it into the ids of metrics that use
     weights, so providing, replacing or removing a weight file recomputes
     exactly those metrics instead of keeping a stale "missing" value.
+
+    A model folder is represented by its manifest, and only when present (an absent folder adds
+    nothing, so the ids of configs that never use it do not depend on it).
     """
     out = {}
     for name, entry in KNOWN.items():
         if not entry.metric:
+            continue
+        if entry.folder:
+            found = next((p / MANIFEST for p in candidates(name, user) if p.is_dir()), None)
+            if found is not None:
+                st = found.stat() if found.is_file() else None
+                out[name] = f"{found}:{st.st_size}:{st.st_mtime_ns}" if st else f"{found}:absent"
             continue
         found = next((p for p in candidates(name, user) if p.is_file()), None)
         if found is None:
