@@ -270,6 +270,7 @@ def test_the_metric_stage_accepts_its_values_and_intervals(homes, tmp_path, monk
         answers = iter(replies * 2)  # 8 reconstructions
         monkeypatch.setattr(vj, "ask", lambda *a, _it=answers, **k: next(_it))
         res = vj.vlm_judge(ctx, min_parse_rate=0.5)
-        ci, note = _intervals("vlm_judge", res.overall["vlm_judge"], res, ctx, labels_np, "vlm_judge")
-        assert note is None and ci[0] <= res.overall["vlm_judge"] <= ci[1]
+        ci, note, value, n_eff = _intervals("vlm_judge", res.overall["vlm_judge"], res, ctx, labels_np, "vlm_judge")
+        assert note is None and ci[0] <= value <= ci[1] and ci[0] < ci[1]
+        assert (n_eff is not None) is parsed_all  # every answer parsed: a proportion with its Wilson interval
         assert ("vlm_judge" in res.per_sample) is parsed_all and ("vlm_judge" in res.ci) is not parsed_all
