@@ -189,8 +189,10 @@ def test_gan_prior_losses_are_pinned(tiny, name):
     out = build_prior(root / "pinned", name, data, target, **params)
     history = store.read_manifest(out)["results"]["history"]
     assert [sorted(row) for row in history] == [sorted(row) for row in expected]
+    # the tiny target and the GAN train for a few steps, so kernel and thread differences between
+    # machines accumulate (up to 0.7% measured between 1 and 2 threads); a changed loss moves more
     for got, want in zip(history, expected):
-        assert got == {k: pytest.approx(v, rel=1e-3, abs=1e-6) for k, v in want.items()}
+        assert got == {k: pytest.approx(v, rel=1e-2, abs=1e-6) for k, v in want.items()}
 
 
 def test_batch_sampler_walks_a_permutation_and_redraws_it():

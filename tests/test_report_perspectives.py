@@ -127,7 +127,7 @@ def test_bido_estimators_and_mid_deployments_are_separate_lines(tmp_path):
 def test_defense_matrix_keeps_intervals_and_the_measured_training_time(tmp_path):
     rows = [
         row("fm32", "mcnn", "none", "none", 0.90, 0.80, 10.0, target_wall_s=52.4, acc1_ci_low=0.7, acc1_ci_high=0.9,
-            ci_method="t interval over 3 seeds"),
+            ci_method="95% over 3 seeds: random-effects combination on the logit scale"),
         row("fm32", "mcnn", "tl", "tl", 0.85, 0.60, 11.0, target_wall_s=61.0, acc1_ci_low=0.5, acc1_ci_high=0.75,
             ci_method="bootstrap", **{"target_defense.frozen_param_fraction": 0.401}),
     ]  # fmt: skip
@@ -135,6 +135,6 @@ def test_defense_matrix_keeps_intervals_and_the_measured_training_time(tmp_path)
     pd.DataFrame(rows).to_parquet(path)
     perspectives.defense_matrix(str(path), str(tmp_path / "m.md"), str(tmp_path / "m.tex"))
     text = (tmp_path / "m.md").read_text()
-    assert "| gmi Acc@1 | 80.0 ± 10.0 | 60.0 [50.0, 75.0] |" in text
+    assert "| gmi Acc@1 | 80.0 [70.0, 90.0] | 60.0 [50.0, 75.0] |" in text
     assert "| training time (s, measured) | 52 | 61 |" in text
     assert "frozen_param_fraction 0.401" in text
