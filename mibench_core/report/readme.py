@@ -13,6 +13,13 @@ Blocks:
 * ``replicates``: the replicated default (``reports/replicates/tables/``): each attack's
   value over seeds and the seeds and reconstructions behind it (``ranking.md``), and the
   claims table (``claims.md``) where the run wrote one.
+* ``split-run``: the default run's split-inference tables (``reports/tables/split_inference.md``).
+* ``membership-run``: the natural scenario on the undefended target of the membership run
+  (``reports/membership/tables/membership.md``).
+* ``defense-threats``: both threats on the same models (``reports/membership/tables/defense_threats.md``).
+
+These copy sections of a table file as they are (headings become bold lines, so the README's
+outline stays its own).
 """
 
 from __future__ import annotations
@@ -105,7 +112,43 @@ def replicates(root: Path) -> str:
     return "\n".join(md).rstrip("\n") + "\n"
 
 
-GENERATORS = {"default-run": default_run, "replicates": replicates}
+def _sections(text: str) -> list[tuple[str, list[str]]]:
+    """(heading, body lines) of every ``## `` section of a Markdown file (the ``# `` title dropped)."""
+    out: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            out.append((line[3:].strip(), []))
+        elif out and not line.startswith("# "):
+            out[-1][1].append(line)
+    return out
+
+
+def include(rel: str, run: str, section: str | None = None):
+    """A generator copying ``rel``'s sections (all, or the one titled ``section``) as they are."""
+
+    def generate(root: Path) -> str:
+        path = root / rel
+        if not path.exists():
+            return f"`{rel}` is absent: run {run}.\n"
+        picked = [(h, b) for h, b in _sections(path.read_text()) if section is None or h == section]
+        if not picked:
+            return f"`{rel}` has no section {section!r}: run {run}.\n"
+        md = [f"From `{rel}`:", ""]
+        for heading, body in picked:
+            md += [f"**{heading}**", *body]
+        return "\n".join(md).rstrip("\n") + "\n"
+
+    return generate
+
+
+MEMBERSHIP_RUN = "`bash scripts/run.sh --configfile config/membership.yaml`"
+GENERATORS = {
+    "default-run": default_run,
+    "replicates": replicates,
+    "split-run": include("reports/tables/split_inference.md", "`bash scripts/run.sh`"),
+    "membership-run": include("reports/membership/tables/membership.md", MEMBERSHIP_RUN, "fashion-mnist / mcnn / none"),
+    "defense-threats": include("reports/membership/tables/defense_threats.md", MEMBERSHIP_RUN),
+}  # fmt: skip
 
 
 def render(text: str, root: Path) -> str:
