@@ -203,7 +203,9 @@ def test_kill_9_at_each_stage_then_the_same_command_finishes_with_the_same_table
             assert time.time() < deadline, f"no {stage} job started in 10 minutes"
             time.sleep(0.1)
         if stage == "attacks":
-            # a second run in the same folder while this one is alive is refused, as before
+            # a second run in the same folder while this one is alive is refused, as before; the run is
+            # stopped (SIGSTOP) meanwhile, so its attack is still mid-way when it is killed below
+            os.killpg(proc.pid, signal.SIGSTOP)
             second = run(work, *snakemake_args("tiny.yaml"), check=False)
             assert second.returncode != 0 and "LockException" in second.stdout + second.stderr
             assert "MIBench: removed" not in second.stdout + second.stderr
